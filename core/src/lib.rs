@@ -1,0 +1,14 @@
+//! qmail-core: all of qmail-rs's mail logic.
+//!
+//! Nothing here touches the operating system directly: every file, clock,
+//! network, process, user and random-number operation goes through the traits
+//! in [`env`], so the same code runs in production (`qmail-io-real`) and in the
+//! deterministic simulation (`qmail-io-sim`). `clippy.toml` enforces this.
+
+#![forbid(unsafe_code)]
+
+pub mod env;
+pub mod home;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;

@@ -1,0 +1,175 @@
+//! The real filesystem. Reads and writes of an open file go to the page cache
+//! and run inline; everything that can wait on the disk or the journal (open,
+//! fsync, directory operations) runs on tokio's blocking pool so it never stalls
+//! an async worker thread.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use qmail_core::env::{DirEntry, FileKind, Fs, FsFile, Metadata, OpenOptions};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealFs;
+
+/// An open file on the real filesystem.
+#[derive(Debug)]
+pub struct RealFile {
+    file: Arc<File>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => Err(io::Error::other(format!("blocking task failed: {e}"))),
+    }
+}
+
+fn convert_metadata(m: &fs::Metadata) -> Metadata {
+    let kind = if m.is_dir() {
+        FileKind::Dir
+    } else if m.is_file() {
+        FileKind::File
+    } else {
+        FileKind::Other
+    };
+    Metadata {
+        kind,
+        len: m.len(),
+        mtime: m.modified().unwrap_or(std::time::UNIX_EPOCH),
+        mode: m.permissions().mode() & 0o7777,
+        nlink: m.nlink(),
+        uid: m.uid(),
+        ino: m.ino(),
+    }
+}
+
+impl FsFile for RealFile {
+    async fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.file).read(buf)
+    }
+
+    async fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        (&*self.file).write_all(buf)
+    }
+
+    async fn seek(&mut self, pos: u64) -> io::Result<()> {
+        (&*self.file).seek(SeekFrom::Start(pos)).map(|_| ())
+    }
+
+    async fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    async fn sync_all(&mut self) -> io::Result<()> {
+        let f = Arc::clone(&self.file);
+        blocking(move || f.sync_all()).await
+    }
+
+    async fn sync_data(&mut self) -> io::Result<()> {
+        let f = Arc::clone(&self.file);
+        blocking(move || f.sync_data()).await
+    }
+
+    async fn metadata(&self) -> io::Result<Metadata> {
+        self.file.metadata().map(|m| convert_metadata(&m))
+    }
+}
+
+impl Fs for RealFs {
+    type File = RealFile;
+
+    async fn open(&self, path: &Path, opts: &OpenOptions) -> io::Result<RealFile> {
+        let path = path.to_path_buf();
+        let opts = opts.clone();
+        blocking(move || {
+            let file = fs::OpenOptions::new()
+                .read(opts.read)
+                .write(opts.write)
+                .append(opts.append)
+                .truncate(opts.truncate)
+                .create(opts.create)
+                .create_new(opts.create_new)
+                .mode(opts.mode)
+                .open(&path)?;
+            Ok(RealFile {
+                file: Arc::new(file),
+            })
+        })
+        .await
+    }
+
+    async fn sync_dir(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || File::open(&path)?.sync_all()).await
+    }
+
+    async fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        let (src, dst) = (src.to_path_buf(), dst.to_path_buf());
+        blocking(move || fs::hard_link(src, dst)).await
+    }
+
+    async fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
+        let (src, dst) = (src.to_path_buf(), dst.to_path_buf());
+        blocking(move || fs::rename(src, dst)).await
+    }
+
+    async fn remove_file(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || fs::remove_file(path)).await
+    }
+
+    async fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new().mode(mode).create(path)
+        })
+        .await
+    }
+
+    async fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || fs::remove_dir(path)).await
+    }
+
+    async fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
+        let path: PathBuf = path.to_path_buf();
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in fs::read_dir(path)? {
+                let entry = entry?;
+                let ft = entry.file_type()?;
+                let kind = if ft.is_dir() {
+                    FileKind::Dir
+                } else if ft.is_file() {
+                    FileKind::File
+                } else {
+                    FileKind::Other
+                };
+                // Names that are not UTF-8 are not ours (the queue and maildirs
+                // only create ASCII names); list them lossily so they stay visible.
+                out.push(DirEntry {
+                    name: entry.file_name().to_string_lossy().into_owned(),
+                    kind,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
+        let path = path.to_path_buf();
+        blocking(move || fs::metadata(path).map(|m| convert_metadata(&m))).await
+    }
+
+    async fn set_permissions(&self, path: &Path, mode: u32) -> io::Result<()> {
+        let path = path.to_path_buf();
+        blocking(move || fs::set_permissions(path, fs::Permissions::from_mode(mode))).await
+    }
+}

@@ -1,0 +1,31 @@
+use std::time::{Duration, SystemTime};
+
+use qmail_core::env::Clock;
+
+/// Where simulated wall-clock time starts: 2026-11-25 00:00:00 UTC.
+pub const SIM_EPOCH_SECS: u64 = 1_795_564_800;
+
+/// The fixed start of simulated wall-clock time.
+pub fn sim_epoch() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_SECS)
+}
+
+/// Simulated wall-clock time: the simulation's epoch plus simulated time
+/// elapsed, so it keeps running across a host's crash and restart. Outside a
+/// simulation (unit tests of the filesystem) it stands still at the epoch.
+pub fn sim_now() -> SystemTime {
+    match turmoil::since_epoch() {
+        Some(d) => SystemTime::UNIX_EPOCH + d,
+        None => sim_epoch(),
+    }
+}
+
+/// The simulation's clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimClock;
+
+impl Clock for SimClock {
+    fn now(&self) -> SystemTime {
+        sim_now()
+    }
+}

@@ -1,0 +1,127 @@
+//! Scripted programs for the `Exec` trait.
+
+use std::fmt;
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use qmail_core::env::{Exec, ExitCode, Fs, ProgramInput, ProgramOutput, ProgramSpec};
+
+use crate::fs::SimFs;
+
+/// What a scripted program is handed: the spec it was run with and everything
+/// it read on standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgramCall {
+    pub spec: ProgramSpec,
+    pub stdin: Vec<u8>,
+}
+
+type Behaviour = Arc<dyn Fn(&ProgramCall) -> ProgramOutput + Send + Sync>;
+
+struct Script {
+    /// Matches a command that equals this or starts with it followed by a space.
+    command: String,
+    delay: Duration,
+    behaviour: Behaviour,
+}
+
+/// Programs are closures registered by command name; the filesystem is the
+/// host's, so a program's standard input can stream from a queue file. Every
+/// call is recorded.
+#[derive(Clone)]
+pub struct SimExec {
+    fs: SimFs,
+    scripts: Arc<Mutex<Vec<Script>>>,
+    calls: Arc<Mutex<Vec<ProgramCall>>>,
+}
+
+impl fmt::Debug for SimExec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SimExec").finish_non_exhaustive()
+    }
+}
+
+impl SimExec {
+    pub fn new(fs: SimFs) -> Self {
+        SimExec {
+            fs,
+            scripts: Arc::default(),
+            calls: Arc::default(),
+        }
+    }
+
+    /// Registers a program. `delay` is simulated run time.
+    pub fn script(
+        &self,
+        command: &str,
+        delay: Duration,
+        behaviour: impl Fn(&ProgramCall) -> ProgramOutput + Send + Sync + 'static,
+    ) {
+        self.scripts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Script {
+                command: command.to_string(),
+                delay,
+                behaviour: Arc::new(behaviour),
+            });
+    }
+
+    /// Every call so far, in order.
+    pub fn calls(&self) -> Vec<ProgramCall> {
+        self.calls.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn find(&self, command: &str) -> Option<(Duration, Behaviour)> {
+        let scripts = self.scripts.lock().unwrap_or_else(|p| p.into_inner());
+        scripts
+            .iter()
+            .find(|s| {
+                command == s.command
+                    || command
+                        .strip_prefix(s.command.as_str())
+                        .is_some_and(|rest| rest.starts_with(' '))
+            })
+            .map(|s| (s.delay, Arc::clone(&s.behaviour)))
+    }
+}
+
+/// A finished program's result.
+pub fn exited(code: i32, output: &str) -> ProgramOutput {
+    ProgramOutput {
+        status: ExitCode::Exited(code),
+        output: output.as_bytes().to_vec(),
+    }
+}
+
+impl Exec for SimExec {
+    async fn run(
+        &self,
+        spec: &ProgramSpec,
+        input: ProgramInput,
+        output_limit: usize,
+    ) -> io::Result<ProgramOutput> {
+        let mut stdin = input.prefix;
+        if let Some(path) = &input.file {
+            stdin.extend_from_slice(&self.fs.read(path).await?);
+        }
+        let call = ProgramCall {
+            spec: spec.clone(),
+            stdin,
+        };
+        self.calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(call.clone());
+        let Some((delay, behaviour)) = self.find(&spec.command) else {
+            return Ok(exited(127, &format!("sh: {}: not found\n", spec.command)));
+        };
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        let mut out = behaviour(&call);
+        out.output.truncate(output_limit);
+        Ok(out)
+    }
+}
