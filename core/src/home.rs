@@ -80,6 +80,9 @@ pub async fn init<E: Env>(env: &E, home: &Home, hostname: &str) -> io::Result<Ve
         let path = home.control_file(name);
         actions.push(write_new(fs, &path, content.as_bytes()).await?);
     }
+    crate::queue::Queue::new(env.clone(), home.queue())
+        .create()
+        .await?;
     sync_tree(fs, &home.root).await?;
     Ok(actions)
 }

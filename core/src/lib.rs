@@ -7,8 +7,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod date;
 pub mod env;
 pub mod home;
+pub mod queue;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

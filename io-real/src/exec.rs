@@ -4,7 +4,7 @@ use std::io;
 use std::process::Stdio;
 
 use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -24,25 +24,21 @@ impl Exec for RealExec {
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&spec.cwd)
             .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
             .kill_on_drop(true);
+        // Standard output and standard error share one pipe, as in qmail, so
+        // what the program said comes back in the order it said it.
+        let (mut reader, writer) = std::io::pipe()?;
+        cmd.stdout(writer.try_clone()?).stderr(writer);
         if let Some((uid, gid)) = spec.user {
             cmd.uid(uid).gid(gid);
         }
         let mut child = cmd.spawn()?;
+        // Our copies of the pipe's write end must go, or it never ends.
+        drop(cmd);
         let mut stdin = child
             .stdin
             .take()
             .ok_or_else(|| io::Error::other("no stdin pipe"))?;
-        let mut stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| io::Error::other("no stdout pipe"))?;
-        let mut stderr = child
-            .stderr
-            .take()
-            .ok_or_else(|| io::Error::other("no stderr pipe"))?;
 
         let feed = async move {
             // A program that stops reading early (exit 99 after a header check,
@@ -61,28 +57,26 @@ impl Exec for RealExec {
                 other => other,
             }
         };
-        let collect = async move {
+        // Blocking reads of the pipe run on the blocking pool.
+        let collect = tokio::task::spawn_blocking(move || {
+            use std::io::Read;
             let mut out = Vec::new();
-            let mut a = [0u8; 4096];
-            let mut b = [0u8; 4096];
-            let (mut a_open, mut b_open) = (true, true);
-            while a_open || b_open {
-                let n = tokio::select! {
-                    r = stdout.read(&mut a), if a_open => {
-                        let n = r?;
-                        if n == 0 { a_open = false; }
-                        &a[..n]
-                    }
-                    r = stderr.read(&mut b), if b_open => {
-                        let n = r?;
-                        if n == 0 { b_open = false; }
-                        &b[..n]
-                    }
-                };
+            let mut buf = [0u8; 8192];
+            loop {
+                let n = reader.read(&mut buf)?;
+                if n == 0 {
+                    return Ok::<_, io::Error>(out);
+                }
+                // Keep the first `output_limit` bytes, but drain the rest so
+                // the program is never blocked on a full pipe.
                 let room = output_limit.saturating_sub(out.len());
-                out.extend_from_slice(&n[..n.len().min(room)]);
+                out.extend_from_slice(&buf[..n.min(room)]);
             }
-            Ok::<_, io::Error>(out)
+        });
+        let collect = async move {
+            collect
+                .await
+                .map_err(|e| io::Error::other(format!("output reader failed: {e}")))?
         };
         let (fed, output) = tokio::join!(feed, collect);
         let status = child.wait().await?;

@@ -97,6 +97,8 @@ pub struct FsStats {
     pub dir_syncs: u64,
     pub writes: u64,
     pub crashes: u64,
+    /// Operations that change the filesystem or make something durable.
+    pub mutations: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -162,6 +164,8 @@ struct State {
     faults: FsFaults,
     failing_syncs: u32,
     rng: StdRng,
+    /// After this many more mutations every operation fails (see [`SimFs::halt_after`]).
+    halt_in: Option<u64>,
     used: u64,
     stats: FsStats,
     trace: Option<Trace>,
@@ -212,6 +216,7 @@ impl SimFs {
                 faults: FsFaults::default(),
                 failing_syncs: 0,
                 rng: StdRng::seed_from_u64(seed),
+                halt_in: None,
                 used: 0,
                 stats: FsStats::default(),
                 trace: None,
@@ -233,6 +238,19 @@ impl SimFs {
     /// Makes the next `n` syncs (of files or directories) fail with `EIO`.
     pub fn fail_next_syncs(&self, n: u32) {
         self.lock().failing_syncs = n;
+    }
+
+    /// Lets `n` more mutating operations through, then fails every operation
+    /// with `EIO` until [`SimFs::resume`]: the state is frozen exactly as it was
+    /// after the n-th operation, so a [`SimFs::crash`] then is a crash at that
+    /// point. Crash tests walk `n` over every operation of a procedure.
+    pub fn halt_after(&self, n: u64) {
+        self.lock().halt_in = Some(n);
+    }
+
+    /// Undoes [`SimFs::halt_after`].
+    pub fn resume(&self) {
+        self.lock().halt_in = None;
     }
 
     /// Records every operation into `trace` from now on.
@@ -306,6 +324,17 @@ impl State {
         if let Some(t) = &self.trace {
             t.record("fs", event);
         }
+    }
+
+    /// Counts one mutating operation, or refuses it when halted.
+    fn mutation(&mut self) -> io::Result<()> {
+        match &mut self.halt_in {
+            Some(0) => return Err(io::Error::other("simulated power loss")),
+            Some(n) => *n -= 1,
+            None => {}
+        }
+        self.stats.mutations += 1;
+        Ok(())
     }
 
     fn alloc(&mut self, inode: Inode) -> Ino {
@@ -730,6 +759,7 @@ impl SimFile {
             tokio::time::sleep(d).await;
         }
         let mut st = self.live()?;
+        st.mutation()?;
         st.stats.file_syncs += 1;
         let result = st.check_sync_fault();
         let ino = self.ino;
@@ -771,6 +801,7 @@ impl FsFile for SimFile {
             return Err(os_err(EBADF));
         }
         let mut st = self.live()?;
+        st.mutation()?;
         st.stats.writes += 1;
         let rate = st.faults.write_error_rate;
         if rate > 0.0 && st.rng.random_bool(rate.min(1.0)) {
@@ -829,6 +860,7 @@ impl FsFile for SimFile {
             return Err(os_err(EINVAL));
         }
         let mut st = self.live()?;
+        st.mutation()?;
         st.resize_file(self.ino, len)?;
         let ino = self.ino;
         st.record(format_args!("set_len ino={ino} len={len}"));
@@ -853,6 +885,9 @@ impl Fs for SimFs {
 
     async fn open(&self, path: &Path, opts: &OpenOptions) -> io::Result<SimFile> {
         let mut st = self.lock();
+        if opts.write || opts.append || opts.create || opts.create_new {
+            st.mutation()?;
+        }
         let (dir, name) = st.resolve_parent(path)?;
         let ino = match st.dir_lookup(dir, &name) {
             Some(ino) => {
@@ -904,6 +939,7 @@ impl Fs for SimFs {
             tokio::time::sleep(d).await;
         }
         let mut st = self.lock();
+        st.mutation()?;
         let ino = st.resolve(path)?;
         if st.inode(ino)?.kind() != FileKind::Dir {
             return Err(os_err(ENOTDIR));
@@ -918,6 +954,7 @@ impl Fs for SimFs {
 
     async fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        st.mutation()?;
         let ino = st.resolve(src)?;
         if st.inode(ino)?.kind() == FileKind::Dir {
             return Err(io::Error::from(io::ErrorKind::PermissionDenied));
@@ -934,6 +971,7 @@ impl Fs for SimFs {
 
     async fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        st.mutation()?;
         let (sdir, sname) = st.resolve_parent(src)?;
         let ino = st.dir_lookup(sdir, &sname).ok_or_else(|| os_err(ENOENT))?;
         let (ddir, dname) = st.resolve_parent(dst)?;
@@ -966,6 +1004,7 @@ impl Fs for SimFs {
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        st.mutation()?;
         let (dir, name) = st.resolve_parent(path)?;
         let ino = st.dir_lookup(dir, &name).ok_or_else(|| os_err(ENOENT))?;
         if st.inode(ino)?.kind() == FileKind::Dir {
@@ -979,6 +1018,7 @@ impl Fs for SimFs {
 
     async fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
         let mut st = self.lock();
+        st.mutation()?;
         let (dir, name) = st.resolve_parent(path)?;
         if st.dir_lookup(dir, &name).is_some() {
             return Err(os_err(EEXIST));
@@ -1000,6 +1040,7 @@ impl Fs for SimFs {
 
     async fn remove_dir(&self, path: &Path) -> io::Result<()> {
         let mut st = self.lock();
+        st.mutation()?;
         let (dir, name) = st.resolve_parent(path)?;
         let ino = st.dir_lookup(dir, &name).ok_or_else(|| os_err(ENOENT))?;
         match &st.inode(ino)?.body {
@@ -1040,6 +1081,7 @@ impl Fs for SimFs {
 
     async fn set_permissions(&self, path: &Path, mode: u32) -> io::Result<()> {
         let mut st = self.lock();
+        st.mutation()?;
         let ino = st.resolve(path)?;
         st.inode_mut(ino)?.mode = mode & 0o7777;
         Ok(())

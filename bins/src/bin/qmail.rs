@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use qmail_core::env::Env;
-use qmail_core::home::{self, Home, InitAction};
+use qmail_core::home::{self, InitAction};
 use qmail_io_real::RealEnv;
 
 const USAGE: &str = "usage: qmail init [--home DIR]";
@@ -18,22 +18,6 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
-}
-
-/// The installation directory: `--home`, else `$QMAIL_HOME`, else `default`.
-fn home_from(flag: Option<PathBuf>, default: &str) -> Home {
-    let root = flag
-        .or_else(|| std::env::var_os("QMAIL_HOME").map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(default));
-    // The simulated and real filesystems both want absolute paths.
-    let root = if root.is_absolute() {
-        root
-    } else {
-        std::env::current_dir()
-            .map(|d| d.join(&root))
-            .unwrap_or(root)
-    };
-    Home::new(root)
 }
 
 fn real_main() -> Result<()> {
@@ -54,7 +38,7 @@ fn real_main() -> Result<()> {
     }
     match cmd.as_str() {
         "init" => {
-            let home = home_from(home_flag, home::DEFAULT_HOME);
+            let home = qmail_bins::home_from(home_flag, home::DEFAULT_HOME);
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;

@@ -1,0 +1,35 @@
+//! Shared wiring of the qmail-rs programs: where the installation is and how
+//! the async runtime is set up. Each program in `src/bin/` is a thin layer of
+//! argument handling over `qmail-core` running on `qmail-io-real`.
+
+use std::path::PathBuf;
+
+use qmail_core::home::{DEFAULT_HOME, Home};
+
+/// The installation: `flag` (a `--home` argument) if given, else
+/// `$QMAIL_HOME`, else `default`. Relative paths are made absolute.
+pub fn home_from(flag: Option<PathBuf>, default: &str) -> Home {
+    let root = flag
+        .or_else(|| std::env::var_os("QMAIL_HOME").map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(default));
+    let root = if root.is_absolute() {
+        root
+    } else {
+        std::env::current_dir()
+            .map(|d| d.join(&root))
+            .unwrap_or(root)
+    };
+    Home::new(root)
+}
+
+/// The installation of a qmail-named program: `$QMAIL_HOME`, else `/var/qmail`.
+pub fn home() -> Home {
+    home_from(None, DEFAULT_HOME)
+}
+
+/// A single-threaded runtime for the short-lived programs.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

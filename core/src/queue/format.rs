@@ -1,0 +1,301 @@
+//! The bytes of queue files (documented in docs/queue.md).
+//!
+//! A message file is a fixed-width header line, the message exactly as it will
+//! be delivered, then the envelope in qmail-queue's own format:
+//!
+//! ```text
+//! QMRS1 <message length:20> <birth unix time:20> <uid:10> <qp:10>\n
+//! <message bytes>
+//! F<sender>\0T<recipient>\0...T<recipient>\0\0
+//! ```
+//!
+//! The header is written as a placeholder when the file is created and filled
+//! in just before the file is synced, so the message can be streamed in
+//! without knowing its length.
+
+use super::QueueError;
+
+/// The format's magic and version. A file with another version is never guessed at.
+pub const MAGIC: &[u8; 5] = b"QMRS1";
+/// Length of the header line.
+pub const HEADER_LEN: usize = 5 + 1 + 20 + 1 + 20 + 1 + 10 + 1 + 10 + 1;
+/// The longest address the queue accepts (qmail-queue exits 11 beyond it).
+pub const MAX_ADDRESS: usize = 1000;
+
+/// What the header line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageHeader {
+    /// Bytes of message (everything between header and envelope).
+    pub len: u64,
+    /// When the message was queued (unix seconds): the retry schedule and
+    /// the queue lifetime count from here.
+    pub birth: u64,
+    /// Who queued it (`uid` in qmail's `info msg` log line).
+    pub uid: u32,
+    /// The queueing process (`qp` in qmail's log lines).
+    pub qp: u32,
+}
+
+impl MessageHeader {
+    pub fn encode(&self) -> Vec<u8> {
+        let s = format!(
+            "{} {:020} {:020} {:010} {:010}\n",
+            std::str::from_utf8(MAGIC).unwrap_or("QMRS1"),
+            self.len,
+            self.birth,
+            self.uid,
+            self.qp
+        );
+        debug_assert_eq!(s.len(), HEADER_LEN);
+        s.into_bytes()
+    }
+
+    pub fn decode(b: &[u8]) -> Result<Self, String> {
+        if b.len() < HEADER_LEN {
+            return Err("short header".into());
+        }
+        let line = &b[..HEADER_LEN];
+        if &line[..5] != MAGIC || line[HEADER_LEN - 1] != b'\n' {
+            return Err("not a qmail-rs queue file of format 1".into());
+        }
+        let text = std::str::from_utf8(&line[6..HEADER_LEN - 1]).map_err(|_| "header not ASCII")?;
+        let f: Vec<&str> = text.split(' ').collect();
+        let num = |i: usize| -> Result<u64, String> {
+            f.get(i)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| format!("bad header field {i}"))
+        };
+        Ok(MessageHeader {
+            len: num(0)?,
+            birth: num(1)?,
+            uid: num(2)? as u32,
+            qp: num(3)? as u32,
+        })
+    }
+}
+
+/// A message's envelope: the sender and the recipients, as qmail-queue reads
+/// them (addresses are kept exactly as given; an empty sender is a bounce).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Envelope {
+    pub sender: String,
+    pub recipients: Vec<String>,
+}
+
+impl Envelope {
+    /// qmail-queue's wire format: `F<sender>\0`, `T<rcpt>\0` each, then `\0`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            4 + self.sender.len() + self.recipients.iter().map(|r| r.len() + 2).sum::<usize>(),
+        );
+        out.push(b'F');
+        out.extend_from_slice(self.sender.as_bytes());
+        out.push(0);
+        for r in &self.recipients {
+            out.push(b'T');
+            out.extend_from_slice(r.as_bytes());
+            out.push(0);
+        }
+        out.push(0);
+        out
+    }
+
+    /// Parses qmail-queue's envelope format. The input must end right after
+    /// the terminating `\0` (trailing bytes are an error, as in qmail).
+    pub fn decode(b: &[u8]) -> Result<Envelope, QueueError> {
+        let bad = |why: &str| QueueError::BadEnvelope(why.to_string());
+        let mut fields = Vec::new();
+        let mut rest = b;
+        loop {
+            let Some(nul) = rest.iter().position(|&c| c == 0) else {
+                return Err(bad("envelope not terminated"));
+            };
+            let field = &rest[..nul];
+            rest = &rest[nul + 1..];
+            if field.is_empty() {
+                break;
+            }
+            fields.push(field);
+        }
+        if !rest.is_empty() {
+            return Err(bad("bytes after the end of the envelope"));
+        }
+        let mut it = fields.into_iter();
+        let sender = match it.next() {
+            Some([b'F', addr @ ..]) => addr_string(addr)?,
+            Some(_) => return Err(bad("envelope does not start with F")),
+            None => return Err(bad("empty envelope")),
+        };
+        let mut recipients = Vec::new();
+        for f in it {
+            match f {
+                [b'T', addr @ ..] => recipients.push(addr_string(addr)?),
+                _ => return Err(bad("recipient field does not start with T")),
+            }
+        }
+        let env = Envelope { sender, recipients };
+        env.validate()?;
+        Ok(env)
+    }
+
+    /// Checks what the queue requires of every envelope.
+    pub fn validate(&self) -> Result<(), QueueError> {
+        if self.recipients.is_empty() {
+            return Err(QueueError::BadEnvelope("no recipients".into()));
+        }
+        for a in std::iter::once(&self.sender).chain(&self.recipients) {
+            if a.len() > MAX_ADDRESS {
+                return Err(QueueError::AddressTooLong);
+            }
+            if a.bytes().any(|c| c == 0 || c == b'\n') {
+                return Err(QueueError::BadEnvelope(
+                    "NUL or newline in an address".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn addr_string(b: &[u8]) -> Result<String, QueueError> {
+    if b.len() > MAX_ADDRESS {
+        return Err(QueueError::AddressTooLong);
+    }
+    String::from_utf8(b.to_vec())
+        .map_err(|_| QueueError::BadEnvelope("address is not UTF-8".into()))
+}
+
+/// One record of a state file: `T<addr>\0` (to do) or `D<addr>\0` (done).
+pub fn encode_records<'a>(addrs: impl Iterator<Item = &'a str>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for a in addrs {
+        out.push(b'T');
+        out.extend_from_slice(a.as_bytes());
+        out.push(0);
+    }
+    out
+}
+
+/// Parses a state file into (offset of the mark byte, done, address).
+pub fn decode_records(b: &[u8]) -> Result<Vec<(u64, bool, String)>, String> {
+    let mut out = Vec::new();
+    let mut pos = 0usize;
+    while pos < b.len() {
+        let done = match b[pos] {
+            b'T' => false,
+            b'D' => true,
+            other => return Err(format!("bad record mark {other:#x} at {pos}")),
+        };
+        let Some(len) = b[pos + 1..].iter().position(|&c| c == 0) else {
+            return Err(format!("unterminated record at {pos}"));
+        };
+        let addr = String::from_utf8(b[pos + 1..pos + 1 + len].to_vec())
+            .map_err(|_| format!("record at {pos} is not UTF-8"))?;
+        out.push((pos as u64, done, addr));
+        pos += len + 2;
+    }
+    Ok(out)
+}
+
+/// Bounce file records: `<recipient>\0<reason>\0`, appended one per failure.
+pub fn encode_bounce(addr: &str, reason: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(addr.len() + reason.len() + 2);
+    out.extend_from_slice(addr.as_bytes());
+    out.push(0);
+    out.extend_from_slice(reason.replace('\0', " ").as_bytes());
+    out.push(0);
+    out
+}
+
+/// Parses a bounce file; a torn last record (a crash mid-append) is ignored:
+/// its recipient is not marked done yet, so its failure will be recorded again.
+pub fn decode_bounce(b: &[u8]) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut parts = b.split(|&c| c == 0);
+    while let (Some(a), Some(r)) = (parts.next(), parts.next()) {
+        out.push((
+            String::from_utf8_lossy(a).into_owned(),
+            String::from_utf8_lossy(r).into_owned(),
+        ));
+    }
+    // The split leaves an empty tail when the file ends with \0; a torn tail
+    // without its second \0 is dropped by the pairing above.
+    if b.last() != Some(&0) {
+        out.pop();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn header_round_trip() {
+        let h = MessageHeader {
+            len: 1234,
+            birth: 1_795_564_800,
+            uid: 1000,
+            qp: 4242,
+        };
+        let e = h.encode();
+        assert_eq!(e.len(), HEADER_LEN);
+        assert_eq!(MessageHeader::decode(&e).unwrap(), h);
+        assert!(MessageHeader::decode(b"QMRS2 ...").is_err());
+    }
+
+    #[test]
+    fn envelope_examples() {
+        let e = Envelope::decode(b"Fa@b\0Tc@d\0Te@f\0\0").unwrap();
+        assert_eq!(e.sender, "a@b");
+        assert_eq!(e.recipients, vec!["c@d", "e@f"]);
+        assert_eq!(Envelope::decode(b"F\0Tx\0\0").unwrap().sender, "");
+        for bad in [
+            &b""[..],
+            b"F",
+            b"Fa\0",
+            b"Fa\0\0",
+            b"Xa\0Tb\0\0",
+            b"Fa\0Xb\0\0",
+            b"Fa\0Tb\0\0junk",
+        ] {
+            assert!(Envelope::decode(bad).is_err(), "{bad:?}");
+        }
+        let long = format!("F{}\0Tx\0\0", "a".repeat(MAX_ADDRESS + 1));
+        assert!(matches!(
+            Envelope::decode(long.as_bytes()),
+            Err(QueueError::AddressTooLong)
+        ));
+    }
+
+    #[test]
+    fn bounce_records_ignore_a_torn_tail() {
+        let mut b = encode_bounce("a@b", "Sorry.");
+        b.extend_from_slice(&encode_bounce("c@d", "No."));
+        assert_eq!(decode_bounce(&b).len(), 2);
+        b.truncate(b.len() - 2);
+        assert_eq!(decode_bounce(&b), vec![("a@b".into(), "Sorry.".into())]);
+    }
+
+    proptest! {
+        #[test]
+        fn envelope_round_trip(sender in "[a-z@.]{0,30}", rcpts in proptest::collection::vec("[a-z@.]{1,30}", 1..10)) {
+            let e = Envelope { sender, recipients: rcpts };
+            prop_assert_eq!(Envelope::decode(&e.encode()).unwrap(), e);
+        }
+
+        #[test]
+        fn envelope_decode_never_panics(b in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = Envelope::decode(&b);
+        }
+
+        #[test]
+        fn records_round_trip(addrs in proptest::collection::vec("[a-z@.]{1,30}", 0..10)) {
+            let enc = encode_records(addrs.iter().map(String::as_str));
+            let dec = decode_records(&enc).unwrap();
+            prop_assert_eq!(dec.iter().map(|r| r.2.clone()).collect::<Vec<_>>(), addrs);
+            prop_assert!(dec.iter().all(|r| !r.1 && enc[r.0 as usize] == b'T'));
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The mail queue: durable injection, per-recipient checkpoints, removal and
+//! recovery. `docs/queue.md` documents the on-disk format and the exact order
+//! of writes and syncs; this module is its implementation.
+//!
+//! Life of a message:
+//! 1. **Injection** ([`Queue::begin`], [`Injection::commit`]): the message is
+//!    streamed into `tmp/ID` (no reader looks there), the envelope appended and
+//!    the header written, the file synced, renamed to `todo/ID` and `todo/`
+//!    synced (shared between concurrent injections: group commit). Success is
+//!    returned only after that sync: this is the commit point.
+//! 2. **Preprocessing** ([`Queue::preprocess`], the scheduler's intake): the
+//!    recipients are split into `local/H/ID` and `remote/H/ID` state files
+//!    (synced, directories synced), then `todo/ID` is renamed to `mess/H/ID`
+//!    and both directories synced.
+//! 3. **Delivery checkpoints** ([`Queue::mark_done`]): a recipient's record is
+//!    flipped from `T` to `D` in place and the state file synced.
+//! 4. **Removal** ([`Queue::remove_if_done`]): once every recipient is done and
+//!    no bounce is pending, the state files go first, the message file last.
+//!
+//! [`Queue::recover`] finishes or undoes whatever a crash interrupted.
+
+mod error;
+mod format;
+mod group_sync;
+mod inject;
+mod layout;
+mod recover;
+mod report;
+mod state;
+
+pub use error::QueueError;
+pub use format::{Envelope, MessageHeader};
+pub use inject::Injection;
+pub use layout::{Layout, MsgId, SPLIT};
+pub use recover::RecoveryReport;
+pub use state::{Channel, MessageState, Recipient};
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::env::Env;
+use group_sync::GroupSync;
+
+/// A handle on one queue directory. Cheap to clone; clones share the group
+/// commit of `todo/`.
+#[derive(Clone)]
+pub struct Queue<E: Env> {
+    env: E,
+    layout: Layout,
+    todo_sync: Arc<GroupSync>,
+}
+
+impl<E: Env> Queue<E> {
+    /// A queue rooted at `root` (normally `$QMAIL_HOME/queue`). The directories
+    /// must exist: see [`Queue::create`].
+    pub fn new(env: E, root: impl Into<PathBuf>) -> Self {
+        let layout = Layout::new(root.into());
+        Queue {
+            todo_sync: Arc::new(GroupSync::new(layout.todo_dir())),
+            env,
+            layout,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+}

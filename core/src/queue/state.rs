@@ -1,0 +1,354 @@
+//! The scheduler's side of the queue: taking messages in, per-recipient
+//! checkpoints, failure reports for bounces, and removal.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use super::format::{
+    Envelope, HEADER_LEN, MessageHeader, decode_bounce, decode_records, encode_bounce,
+    encode_records,
+};
+use super::layout::{SPLIT, id_of, parent};
+use super::{MsgId, Queue, QueueError};
+use crate::env::{Env, Fs, FsFile, OpenOptions};
+
+/// Which delivery channel a recipient belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Channel {
+    Local,
+    Remote,
+}
+
+/// One recipient of a queued message and its durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub address: String,
+    pub done: bool,
+    /// Where its mark byte is in the state file.
+    pub(crate) offset: u64,
+}
+
+/// Everything the queue knows about a message the scheduler took in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageState {
+    pub id: MsgId,
+    pub header: MessageHeader,
+    pub sender: String,
+    pub local: Vec<Recipient>,
+    pub remote: Vec<Recipient>,
+    /// Failures recorded for a bounce that has not been sent yet.
+    pub bounce_pending: bool,
+}
+
+impl MessageState {
+    pub fn recipients(&self, ch: Channel) -> &[Recipient] {
+        match ch {
+            Channel::Local => &self.local,
+            Channel::Remote => &self.remote,
+        }
+    }
+
+    /// Every recipient is done and no bounce waits: the message can go.
+    pub fn finished(&self) -> bool {
+        !self.bounce_pending && self.local.iter().chain(&self.remote).all(|r| r.done)
+    }
+}
+
+fn corrupt(path: &Path, why: impl Into<String>) -> QueueError {
+    QueueError::Corrupt {
+        path: path.display().to_string(),
+        why: why.into(),
+    }
+}
+
+/// Reads a message file's header and envelope (not the message itself).
+async fn read_head<F: Fs>(fs: &F, path: &Path) -> Result<(MessageHeader, Envelope), QueueError> {
+    let mut f = fs.open(path, &OpenOptions::read()).await?;
+    let mut head = vec![0u8; HEADER_LEN];
+    read_exact(&mut f, &mut head)
+        .await
+        .map_err(|e| corrupt(path, e.to_string()))?;
+    let header = MessageHeader::decode(&head).map_err(|w| corrupt(path, w))?;
+    f.seek(HEADER_LEN as u64 + header.len).await?;
+    let mut env = Vec::new();
+    f.read_to_end(&mut env).await?;
+    let envelope = Envelope::decode(&env).map_err(|e| corrupt(path, e.to_string()))?;
+    Ok((header, envelope))
+}
+
+async fn read_exact<T: FsFile>(f: &mut T, buf: &mut [u8]) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        let n = f.read(&mut buf[got..]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file too short",
+            ));
+        }
+        got += n;
+    }
+    Ok(())
+}
+
+/// Writes a whole file and syncs it (its directory is the caller's business).
+async fn write_synced<F: Fs>(fs: &F, path: &Path, data: &[u8]) -> io::Result<()> {
+    let mut f = fs
+        .open(path, &OpenOptions::create_truncate().with_mode(0o600))
+        .await?;
+    f.write_all(data).await?;
+    f.sync_all().await
+}
+
+/// Removes a file if it is there; says whether it was.
+async fn remove_if_exists<F: Fs>(fs: &F, path: &Path) -> io::Result<bool> {
+    match fs.remove_file(path).await {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+async fn read_records<F: Fs>(fs: &F, path: &Path) -> Result<Vec<Recipient>, QueueError> {
+    match fs.read_if_exists(path).await? {
+        None => Ok(Vec::new()),
+        Some(b) => Ok(decode_records(&b)
+            .map_err(|w| corrupt(path, w))?
+            .into_iter()
+            .map(|(offset, done, address)| Recipient {
+                address,
+                done,
+                offset,
+            })
+            .collect()),
+    }
+}
+
+impl<E: Env> Queue<E> {
+    /// Creates every queue directory (idempotent) and makes them durable.
+    pub async fn create(&self) -> io::Result<()> {
+        let fs = self.env.fs();
+        let dirs = self.layout.all_dirs();
+        for d in &dirs {
+            fs.create_dir_all(d, 0o750).await?;
+        }
+        for d in dirs.iter().rev() {
+            fs.sync_dir(d).await?;
+        }
+        // create_dir_all may have made ancestors too: their entries must last.
+        for a in self.layout.root.ancestors().skip(1) {
+            fs.sync_dir(a).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_ids(&self, dir: &Path) -> io::Result<Vec<MsgId>> {
+        let mut ids: Vec<MsgId> = match self.env.fs().read_dir(dir).await {
+            Ok(entries) => entries.iter().filter_map(|e| id_of(&e.name)).collect(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// Committed messages the scheduler has not taken in yet.
+    pub async fn list_todo(&self) -> io::Result<Vec<MsgId>> {
+        self.list_ids(&self.layout.todo_dir()).await
+    }
+
+    /// Messages the scheduler has taken in, in id order.
+    pub async fn list_active(&self) -> io::Result<Vec<MsgId>> {
+        let mut all = Vec::new();
+        for n in 0..SPLIT {
+            all.extend(self.list_ids(&self.layout.split_dir("mess", n)).await?);
+        }
+        all.sort();
+        Ok(all)
+    }
+
+    /// Header and envelope of a message not yet taken in.
+    pub async fn read_todo(&self, id: MsgId) -> Result<(MessageHeader, Envelope), QueueError> {
+        read_head(self.env.fs(), &self.layout.todo(id)).await
+    }
+
+    /// Takes a committed message in: splits its recipients into local and
+    /// remote state files as `route` says, makes them durable, then moves the
+    /// message from `todo/` to `mess/`. Safe to repeat after a crash: the state
+    /// files are rewritten from the envelope, which nothing has acted on yet.
+    pub async fn preprocess(
+        &self,
+        id: MsgId,
+        route: impl Fn(&str) -> Channel,
+    ) -> Result<MessageState, QueueError> {
+        let fs = self.env.fs();
+        let l = &self.layout;
+        let (_, envelope) = self.read_todo(id).await?;
+        let (mut local, mut remote) = (Vec::new(), Vec::new());
+        for r in &envelope.recipients {
+            match route(r) {
+                Channel::Local => local.push(r.as_str()),
+                Channel::Remote => remote.push(r.as_str()),
+            }
+        }
+        for (path, addrs) in [(l.local(id), &local), (l.remote(id), &remote)] {
+            if addrs.is_empty() {
+                // A stale file from an earlier attempt with other routing must go.
+                remove_if_exists(fs, &path).await?;
+            } else {
+                write_synced(fs, &path, &encode_records(addrs.iter().copied())).await?;
+            }
+            fs.sync_dir(parent(&path)).await?;
+        }
+        let mess = l.mess(id);
+        fs.rename(&l.todo(id), &mess).await?;
+        fs.sync_dir(parent(&mess)).await?;
+        fs.sync_dir(&l.todo_dir()).await?;
+        self.load(id).await
+    }
+
+    /// The durable state of a message the scheduler took in.
+    pub async fn load(&self, id: MsgId) -> Result<MessageState, QueueError> {
+        let fs = self.env.fs();
+        let (header, envelope) = read_head(fs, &self.layout.mess(id)).await?;
+        Ok(MessageState {
+            id,
+            header,
+            sender: envelope.sender,
+            local: read_records(fs, &self.layout.local(id)).await?,
+            remote: read_records(fs, &self.layout.remote(id)).await?,
+            bounce_pending: fs.exists(&self.layout.bounce(id)).await,
+        })
+    }
+
+    /// Where a queued message's bytes are: (file, offset, length). The file
+    /// is `mess/` once taken in, `todo/` before.
+    pub async fn message_location(&self, id: MsgId) -> Result<(PathBuf, u64, u64), QueueError> {
+        let fs = self.env.fs();
+        for path in [self.layout.mess(id), self.layout.todo(id)] {
+            match fs.open(&path, &OpenOptions::read()).await {
+                Ok(mut f) => {
+                    let mut head = vec![0u8; HEADER_LEN];
+                    read_exact(&mut f, &mut head)
+                        .await
+                        .map_err(|e| corrupt(&path, e.to_string()))?;
+                    let h = MessageHeader::decode(&head).map_err(|w| corrupt(&path, w))?;
+                    return Ok((path, HEADER_LEN as u64, h.len));
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(QueueError::Io(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("message {id} is not in the queue"),
+        )))
+    }
+
+    /// The message exactly as it will be delivered.
+    pub async fn read_message(&self, id: MsgId) -> Result<Vec<u8>, QueueError> {
+        let (path, off, len) = self.message_location(id).await?;
+        let mut f = self.env.fs().open(&path, &OpenOptions::read()).await?;
+        f.seek(off).await?;
+        let mut buf = vec![0u8; len as usize];
+        read_exact(&mut f, &mut buf)
+            .await
+            .map_err(|e| corrupt(&path, e.to_string()))?;
+        Ok(buf)
+    }
+
+    /// Durably marks one recipient done. Call only after its delivery (or the
+    /// bounce reporting its failure) is itself durable.
+    pub async fn mark_done(
+        &self,
+        id: MsgId,
+        ch: Channel,
+        rcpt: &Recipient,
+    ) -> Result<(), QueueError> {
+        let path = match ch {
+            Channel::Local => self.layout.local(id),
+            Channel::Remote => self.layout.remote(id),
+        };
+        let mut f = self
+            .env
+            .fs()
+            .open(&path, &OpenOptions::read_write())
+            .await?;
+        f.seek(rcpt.offset).await?;
+        f.write_all(b"D").await?;
+        f.sync_all().await?;
+        Ok(())
+    }
+
+    /// Durably records a permanent failure for the bounce. Call before marking
+    /// the recipient done, so a crash between the two repeats the attempt
+    /// rather than forgetting the failure.
+    pub async fn record_failure(
+        &self,
+        id: MsgId,
+        rcpt: &str,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let fs = self.env.fs();
+        let path = self.layout.bounce(id);
+        let created = !fs.exists(&path).await;
+        let mut f = fs
+            .open(&path, &OpenOptions::append().with_mode(0o600))
+            .await?;
+        f.write_all(&encode_bounce(rcpt, reason)).await?;
+        f.sync_all().await?;
+        if created {
+            fs.sync_dir(parent(&path)).await?;
+        }
+        Ok(())
+    }
+
+    /// The failures recorded for a message's bounce, in order.
+    pub async fn failures(&self, id: MsgId) -> Result<Vec<(String, String)>, QueueError> {
+        Ok(self
+            .env
+            .fs()
+            .read_if_exists(&self.layout.bounce(id))
+            .await?
+            .map(|b| decode_bounce(&b))
+            .unwrap_or_default())
+    }
+
+    /// Forgets the recorded failures once their bounce is committed.
+    pub async fn bounce_sent(&self, id: MsgId) -> Result<(), QueueError> {
+        let fs = self.env.fs();
+        let path = self.layout.bounce(id);
+        if remove_if_exists(fs, &path).await? {
+            fs.sync_dir(parent(&path)).await?;
+        }
+        Ok(())
+    }
+
+    /// Removes a message whose recipients are all done and whose bounce (if
+    /// any) was sent. Returns whether it was removed. The state files go
+    /// first and the message file last, so a crash part-way leaves a message
+    /// with no state files, which recovery recognises as finished.
+    pub async fn remove_if_done(&self, id: MsgId) -> Result<bool, QueueError> {
+        let state = self.load(id).await?;
+        if !state.finished() {
+            return Ok(false);
+        }
+        self.remove_files(id).await?;
+        Ok(true)
+    }
+
+    pub(crate) async fn remove_files(&self, id: MsgId) -> Result<(), QueueError> {
+        let fs = self.env.fs();
+        let l = &self.layout;
+        for path in [l.local(id), l.remote(id)] {
+            if remove_if_exists(fs, &path).await? {
+                fs.sync_dir(parent(&path)).await?;
+            }
+        }
+        let mess = l.mess(id);
+        if remove_if_exists(fs, &mess).await? {
+            fs.sync_dir(parent(&mess)).await?;
+        }
+        Ok(())
+    }
+}
