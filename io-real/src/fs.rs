@@ -1,7 +1,7 @@
 //! The real filesystem. Reads and writes of an open file go to the page cache
 //! and run inline; everything that can wait on the disk or the journal (open,
-//! fsync, directory operations) runs on tokio's blocking pool so it never stalls
-//! an async worker thread.
+//! fsync, directory operations) runs through [`blocking`], which keeps it off
+//! the async worker threads of a multi-threaded runtime.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -20,12 +20,19 @@ pub struct RealFile {
     file: Arc<File>,
 }
 
+/// Runs a call that may wait on the disk. On a multi-threaded runtime the
+/// worker first hands its other tasks to another thread (`block_in_place`),
+/// which costs far less than a round trip through the blocking pool (a
+/// thread wake-up per call, measured at a third of the injection rate). On a
+/// current-thread runtime (the short-lived programs, one task each) the call
+/// simply runs, as it would in a synchronous program.
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> io::Result<T> + Send + 'static,
 ) -> io::Result<T> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r,
-        Err(e) => Err(io::Error::other(format!("blocking task failed: {e}"))),
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

@@ -1,14 +1,11 @@
 //! Injection: streaming a message into the queue and committing it.
 
 use std::io;
+use std::path::PathBuf;
 
 use super::format::{Envelope, HEADER_LEN, MessageHeader};
 use super::{MsgId, Queue, QueueError};
 use crate::env::{Clock, Env, Fs, FsFile, OpenOptions, Rng};
-
-/// Ids are drawn from this range: short enough to read in a log line, large
-/// enough that a random draw rarely meets a queued message.
-const ID_SPACE: u64 = 1 << 40;
 
 /// A message being written. Nothing of it is visible to the scheduler until
 /// [`Injection::commit`] returns. Dropping it without committing leaves a
@@ -17,17 +14,24 @@ const ID_SPACE: u64 = 1 << 40;
 pub struct Injection<E: Env> {
     queue: Queue<E>,
     id: MsgId,
+    /// The temporary file's path (a random name in `tmp/`).
+    tmp: PathBuf,
     file: <E::Fs as Fs>::File,
     len: u64,
 }
 
 impl<E: Env> Queue<E> {
-    /// Starts a new message: allocates an id and creates its temporary file.
+    /// Starts a new message: creates its temporary file and takes the file's
+    /// inode number as the message id, as qmail does. A queued message keeps
+    /// its inode alive, so no two queued messages can have the same id, and
+    /// no other id check is needed (the queue must be on one filesystem).
     pub async fn begin(&self) -> Result<Injection<E>, QueueError> {
         let fs = self.env.fs();
         for _ in 0..100 {
-            let id = MsgId(1 + self.env.rng().below(ID_SPACE - 1));
-            let tmp = self.layout.tmp(id);
+            let tmp = self
+                .layout
+                .tmp_dir()
+                .join(format!("{:016x}", self.env.rng().next_u64()));
             let mut file = match fs
                 .open(&tmp, &OpenOptions::create_new().with_mode(0o600))
                 .await
@@ -36,27 +40,29 @@ impl<E: Env> Queue<E> {
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(QueueError::Create(e)),
             };
-            // An id may not be reused while a message with it is queued.
-            if fs.exists(&self.layout.todo(id)).await || fs.exists(&self.layout.mess(id)).await {
-                drop(file);
-                let _ = fs.remove_file(&tmp).await;
-                continue;
+            let started = async {
+                let id = MsgId(file.metadata().await?.ino);
+                file.write_all(&[b' '; HEADER_LEN]).await?;
+                Ok::<_, io::Error>(id)
             }
-            let placeholder = [b' '; HEADER_LEN];
-            if let Err(e) = file.write_all(&placeholder).await {
-                drop(file);
-                let _ = fs.remove_file(&tmp).await;
-                return Err(QueueError::Write(e));
-            }
-            return Ok(Injection {
-                queue: self.clone(),
-                id,
-                file,
-                len: 0,
-            });
+            .await;
+            return match started {
+                Ok(id) => Ok(Injection {
+                    queue: self.clone(),
+                    id,
+                    tmp,
+                    file,
+                    len: 0,
+                }),
+                Err(e) => {
+                    drop(file);
+                    let _ = fs.remove_file(&tmp).await;
+                    Err(QueueError::Write(e))
+                }
+            };
         }
         Err(QueueError::Create(io::Error::other(
-            "no free queue id after 100 tries",
+            "no free temporary name after 100 tries",
         )))
     }
 }
@@ -76,8 +82,14 @@ impl<E: Env> Injection<E> {
     }
 
     /// Appends message bytes (memory use does not grow with the message).
+    /// A failed write (disk full, I/O error) removes the temporary file at
+    /// once, so nothing is left behind even if the caller just gives up.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), QueueError> {
-        self.file.write_all(data).await.map_err(QueueError::Write)?;
+        if let Err(e) = self.file.write_all(data).await {
+            let fs = self.queue.env.fs();
+            let _ = fs.remove_file(&self.tmp).await;
+            return Err(QueueError::Write(e));
+        }
         self.len += data.len() as u64;
         Ok(())
     }
@@ -95,7 +107,7 @@ impl<E: Env> Injection<E> {
         let result = self.commit_inner(envelope, uid, qp).await;
         if result.is_err() {
             let fs = self.queue.env.fs();
-            let _ = fs.remove_file(&self.queue.layout.tmp(self.id)).await;
+            let _ = fs.remove_file(&self.tmp).await;
         }
         result
     }
@@ -126,7 +138,7 @@ impl<E: Env> Injection<E> {
         let q = &self.queue;
         let fs = q.env.fs();
         let todo = q.layout.todo(self.id);
-        fs.rename(&q.layout.tmp(self.id), &todo)
+        fs.rename(&self.tmp, &todo)
             .await
             .map_err(QueueError::Create)?;
         if let Err(e) = q.todo_sync.sync(fs).await {
@@ -142,6 +154,6 @@ impl<E: Env> Injection<E> {
     /// Abandons the message and removes its temporary file.
     pub async fn abort(self) {
         let fs = self.queue.env.fs();
-        let _ = fs.remove_file(&self.queue.layout.tmp(self.id)).await;
+        let _ = fs.remove_file(&self.tmp).await;
     }
 }

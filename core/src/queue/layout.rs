@@ -6,8 +6,8 @@ use std::str::FromStr;
 /// (qmail's conf-split default), so that no directory grows without bound.
 pub const SPLIT: u64 = 23;
 
-/// A message's queue id: unique among the messages in the queue, and not
-/// reused while the message is there (ids are random, checked on allocation).
+/// A message's queue id: the inode number of its file, so unique among the
+/// messages in the queue (qmail's own scheme).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct MsgId(pub u64);
 
@@ -51,9 +51,6 @@ impl Layout {
     /// Committed messages the scheduler has not taken in yet.
     pub fn todo_dir(&self) -> PathBuf {
         self.root.join("todo")
-    }
-    pub fn tmp(&self, id: MsgId) -> PathBuf {
-        self.tmp_dir().join(id.to_string())
     }
     pub fn todo(&self, id: MsgId) -> PathBuf {
         self.todo_dir().join(id.to_string())

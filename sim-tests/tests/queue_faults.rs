@@ -1,0 +1,169 @@
+//! The queue under disk faults and concurrency, in the simulated world: a
+//! full disk or a failed sync is reported with qmail-queue's exit code and
+//! leaves nothing committed and nothing behind; concurrent injections share
+//! directory syncs and none is acknowledged before its own sync.
+
+use std::path::Path;
+use std::time::Duration;
+
+use qmail_core::env::{Fs, Identity};
+use qmail_core::queue::{Envelope, Queue, QueueError};
+use qmail_io_sim::{FsFaults, SimEnv, SimFs};
+
+fn setup() -> (SimFs, Queue<SimEnv>, tokio::runtime::Runtime) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let fs = SimFs::new(3);
+    let env = SimEnv::new(
+        fs.clone(),
+        3,
+        Identity {
+            pid: 1,
+            uid: 1,
+            gid: 1,
+            hostname: "sim".into(),
+        },
+    );
+    let q = Queue::new(env, "/q");
+    rt.block_on(q.create()).unwrap();
+    (fs, q, rt)
+}
+
+fn envelope() -> Envelope {
+    Envelope {
+        sender: "a@b".into(),
+        recipients: vec!["c@d".into()],
+    }
+}
+
+async fn inject(q: &Queue<SimEnv>, size: usize) -> Result<(), QueueError> {
+    let mut inj = q.begin().await?;
+    inj.write(&vec![b'x'; size]).await?;
+    inj.commit(&envelope(), 1, 1).await.map(|_| ())
+}
+
+async fn leftovers(fs: &SimFs) -> usize {
+    let mut n = 0;
+    for d in ["/q/tmp", "/q/todo"] {
+        n += fs.read_dir(Path::new(d)).await.unwrap().len();
+    }
+    n
+}
+
+#[test]
+fn disk_full_is_exit_53_and_leaves_nothing() {
+    let (fs, q, rt) = setup();
+    rt.block_on(async {
+        fs.set_faults(FsFaults {
+            capacity: Some(10_000),
+            ..Default::default()
+        });
+        let e = inject(&q, 20_000).await.unwrap_err();
+        assert_eq!(e.exit_code(), 53, "{e}");
+        assert_eq!(leftovers(&fs).await, 0);
+        // Once there is room again, mail flows.
+        inject(&q, 2_000).await.unwrap();
+        assert_eq!(q.list_todo().await.unwrap().len(), 1);
+    });
+}
+
+#[test]
+fn failed_sync_is_exit_53_and_leaves_nothing() {
+    let (fs, q, rt) = setup();
+    rt.block_on(async {
+        // First the file sync fails, then (next attempt) the directory sync.
+        for _ in 0..2 {
+            fs.fail_next_syncs(1);
+            let e = inject(&q, 100).await.unwrap_err();
+            assert_eq!(e.exit_code(), 53, "{e}");
+            assert_eq!(leftovers(&fs).await, 0);
+        }
+        let mut inj = q.begin().await.unwrap();
+        inj.write(b"x").await.unwrap();
+        fs.set_faults(FsFaults {
+            write_error_rate: 1.0,
+            ..Default::default()
+        });
+        assert_eq!(
+            inj.write(b"y").await.unwrap_err().exit_code(),
+            53,
+            "EIO on write"
+        );
+        fs.set_faults(FsFaults::default());
+        inj.abort().await;
+        assert_eq!(leftovers(&fs).await, 0);
+    });
+}
+
+#[test]
+fn concurrent_injections_share_directory_syncs() {
+    let (fs, q, rt) = setup();
+    rt.block_on(async {
+        fs.set_faults(FsFaults {
+            slow_sync: Some((Duration::from_millis(2), Duration::from_millis(5))),
+            ..Default::default()
+        });
+        let before = fs.stats();
+        let tasks: Vec<_> = (0..20)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { inject(&q, 4096).await })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let after = fs.stats();
+        let dir_syncs = after.dir_syncs - before.dir_syncs;
+        assert_eq!(
+            after.file_syncs - before.file_syncs,
+            20,
+            "one file sync per message"
+        );
+        assert!(
+            dir_syncs < 10,
+            "20 injections shared {dir_syncs} directory syncs"
+        );
+        assert_eq!(q.list_todo().await.unwrap().len(), 20);
+    });
+}
+
+#[test]
+fn a_failed_shared_sync_fails_every_injection_it_covered() {
+    let (fs, q, rt) = setup();
+    rt.block_on(async {
+        fs.set_faults(FsFaults {
+            slow_sync: Some((Duration::from_millis(5), Duration::from_millis(5))),
+            ..Default::default()
+        });
+        // 10 file syncs succeed, then the shared directory sync fails.
+        let tasks: Vec<_> = (0..10)
+            .map(|_| {
+                let q = q.clone();
+                tokio::spawn(async move { inject(&q, 10).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(6)).await;
+        fs.fail_next_syncs(1);
+        let results: Vec<_> = futures_join(tasks).await;
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        assert!(failed >= 1, "the failed sync is reported");
+        // Every acknowledged message is in the queue; no failed one is.
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(q.list_todo().await.unwrap().len(), ok);
+        assert!(fs.read_dir(Path::new("/q/tmp")).await.unwrap().is_empty());
+    });
+}
+
+async fn futures_join(
+    tasks: Vec<tokio::task::JoinHandle<Result<(), QueueError>>>,
+) -> Vec<Result<(), QueueError>> {
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
