@@ -7,10 +7,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod control;
 pub mod date;
 pub mod env;
 pub mod home;
 pub mod queue;
+pub mod smtp;
+pub mod smtpd;
 
 #[cfg(feature = "testkit")]
 pub mod testkit;

@@ -1,14 +1,24 @@
-//! `qmail`: the umbrella command (`qmail init`, `qmail run`).
+//! `qmail`: the umbrella command.
+//!
+//! * `qmail init [--home DIR]` creates an installation (idempotent).
+//! * `qmail run [--home DIR] [--smtp ADDR]` runs the embedded default: one
+//!   process as the invoking user, its home from `--home`, else
+//!   `$QMAIL_HOME`, else `./qmail-home` (initialised on first use), SMTP on
+//!   127.0.0.1:2525 unless told otherwise, stopping cleanly on SIGTERM or
+//!   Ctrl-C.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
-use qmail_core::env::Env;
-use qmail_core::home::{self, InitAction};
+use qmail_core::env::{Env, Net};
+use qmail_core::home::{self, Home, InitAction};
+use qmail_core::queue::Queue;
+use qmail_core::smtpd::{self, SmtpdControl};
 use qmail_io_real::RealEnv;
 
-const USAGE: &str = "usage: qmail init [--home DIR]";
+const USAGE: &str = "usage: qmail init [--home DIR]\n       qmail run [--home DIR] [--smtp ADDR]";
 
 fn main() -> ExitCode {
     match real_main() {
@@ -20,34 +30,55 @@ fn main() -> ExitCode {
     }
 }
 
-fn real_main() -> Result<()> {
+struct Args {
+    cmd: String,
+    home: Option<PathBuf>,
+    smtp: SocketAddr,
+}
+
+fn parse_args() -> Result<Args> {
     let mut args = std::env::args().skip(1);
     let Some(cmd) = args.next() else {
         bail!("{USAGE}")
     };
-    let mut home_flag = None;
+    let mut parsed = Args {
+        cmd,
+        home: None,
+        smtp: SocketAddr::from(([127, 0, 0, 1], 2525)),
+    };
     while let Some(a) = args.next() {
         match a.as_str() {
             "--home" => {
-                home_flag = Some(PathBuf::from(
+                parsed.home = Some(PathBuf::from(
                     args.next().context("--home needs a directory")?,
                 ))
+            }
+            "--smtp" => {
+                let v = args
+                    .next()
+                    .context("--smtp needs an address such as 127.0.0.1:2525")?;
+                parsed.smtp = v
+                    .parse()
+                    .with_context(|| format!("--smtp {v:?} is not an IP address and port"))?;
+            }
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
     }
-    match cmd.as_str() {
+    Ok(parsed)
+}
+
+fn real_main() -> Result<()> {
+    let args = parse_args()?;
+    match args.cmd.as_str() {
         "init" => {
-            let home = qmail_bins::home_from(home_flag, home::DEFAULT_HOME);
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
+            let home = qmail_bins::home_from(args.home, home::DEFAULT_HOME);
+            let rt = qmail_bins::runtime()?;
             let env = RealEnv::new();
-            let hostname = env.identity().hostname.clone();
-            let actions = rt
-                .block_on(home::init(&env, &home, &hostname))
-                .with_context(|| format!("initialising {}", home.root.display()))?;
-            for a in actions {
+            for a in rt.block_on(init(&env, &home))? {
                 match a {
                     InitAction::Created(p) => println!("created {}", p.display()),
                     InitAction::Kept(p) => println!("kept {}", p.display()),
@@ -55,6 +86,62 @@ fn real_main() -> Result<()> {
             }
             Ok(())
         }
+        "run" => run(qmail_bins::home_from(args.home, "qmail-home"), args.smtp),
         other => bail!("unknown command {other:?}\n{USAGE}"),
+    }
+}
+
+async fn init(env: &RealEnv, home: &Home) -> Result<Vec<InitAction>> {
+    let hostname = env.identity().hostname.clone();
+    home::init(env, home, &hostname)
+        .await
+        .with_context(|| format!("initialising {}", home.root.display()))
+}
+
+fn run(home: Home, addr: SocketAddr) -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let env = RealEnv::new();
+    rt.block_on(async {
+        init(&env, &home).await?;
+        let queue = Queue::new(env.clone(), home.queue());
+        let report = queue.recover().await.context("recovering the queue")?;
+        tracing::info!(?report, "queue recovered");
+        let control = SmtpdControl::load(&env, &home)
+            .await
+            .context("reading control files")?;
+        let listener = env
+            .net()
+            .listen(addr)
+            .await
+            .with_context(|| format!("listening on {addr}"))?;
+        eprintln!("qmail-rs: home {}, SMTP on {addr}", home.root.display());
+        smtpd::serve(queue, listener, control, shutdown_signal()).await?;
+        eprintln!("qmail-rs: stopped");
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

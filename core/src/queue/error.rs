@@ -54,8 +54,9 @@ impl QueueError {
             53 => "qq write error or disk full (#4.3.0)",
             54 => "qq read error (#4.3.0)",
             66 => "qq trouble creating files in queue (#4.3.0)",
-            81 => "qq internal bug (#4.3.0)",
-            91 => "qq envelope format error (#4.3.0)",
+            // qmail-smtpd reports an envelope qmail-queue could not parse as
+            // its own bug: the envelope is what qmail-smtpd wrote.
+            81 | 91 => "qq internal bug (#4.3.0)",
             _ => "qq temporary problem (#4.3.0)",
         }
     }
