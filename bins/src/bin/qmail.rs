@@ -123,7 +123,8 @@ fn run(home: Home, addr: SocketAddr) -> Result<()> {
             .listen(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
-        eprintln!("qmail-rs: home {}, SMTP on {addr}", home.root.display());
+        let bound = qmail_core::env::NetListener::local_addr(&listener)?;
+        eprintln!("qmail-rs: home {}, SMTP on {bound}", home.root.display());
         smtpd::serve(queue, listener, control, shutdown_signal()).await?;
         eprintln!("qmail-rs: stopped");
         Ok(())

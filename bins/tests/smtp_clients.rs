@@ -1,0 +1,318 @@
+//! `qmail run` driven by real SMTP clients (swaks, curl, python3's smtplib)
+//! on 127.0.0.1: each message lands in the queue byte for byte, behind the
+//! two Received lines qmail adds.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    port: u16,
+    home: tempfile::TempDir,
+}
+
+impl Server {
+    fn start() -> Server {
+        let home = tempfile::tempdir().unwrap();
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qmail"))
+            .args(["run", "--smtp", "127.0.0.1:0", "--home"])
+            .arg(home.path())
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = loop {
+            let line = lines.next().expect("server output").unwrap();
+            if let Some(addr) = line.split("SMTP on ").nth(1) {
+                break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
+            }
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Server { child, port, home }
+    }
+
+    fn queued(&self) -> Vec<Vec<u8>> {
+        let dir = self.home.path().join("queue/todo");
+        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        names.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+        names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    }
+
+    fn wait_for_messages(&self, n: usize) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let q = self.queued();
+            if q.len() >= n || Instant::now() > deadline {
+                return q;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "qmail run exits cleanly on SIGTERM: {st}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "qmail run did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// Whether `tool` can run here; in CI (which installs them) it must.
+fn have(tool: &str) -> bool {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("skipping: {tool} is not installed");
+    }
+    ok
+}
+
+const BODY: &str = "From: alice@example.org\r\nTo: u1@localhost\r\nSubject: clients\r\n\r\nHello.\r\n.leading dot\r\n8-bit: \u{e9}t\u{e9}\r\n";
+
+/// The message as the queue must hold it: LF line ends, dot-unstuffed.
+fn stored_body() -> Vec<u8> {
+    BODY.replace("\r\n", "\n").into_bytes()
+}
+
+/// Splits a queue file into (Received lines, the rest of the message).
+fn split_message(file: &[u8]) -> (String, Vec<u8>, Vec<u8>) {
+    let header_len = file.iter().position(|&b| b == b'\n').unwrap() + 1;
+    let header = String::from_utf8(file[..header_len].to_vec()).unwrap();
+    let len: usize = header.split(' ').nth(1).unwrap().parse().unwrap();
+    let message = &file[header_len..header_len + len];
+    let envelope = file[header_len + len..].to_vec();
+    let text = String::from_utf8_lossy(message);
+    let mut received = String::new();
+    let mut rest = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("Received:") || line.starts_with("  by ") {
+            received.push_str(line);
+            rest += line.len();
+        } else {
+            break;
+        }
+    }
+    (received, message[rest..].to_vec(), envelope)
+}
+
+fn check(file: &[u8], helo: &str, rcpts: &[&str]) {
+    let (received, mut body, envelope) = split_message(file);
+    if helo == "swaks.example" {
+        // swaks always ends the data with one more CRLF of its own before
+        // the final dot; that line is the client's, not ours.
+        assert_eq!(body.pop(), Some(b'\n'), "swaks's own line end");
+    }
+    assert!(received.starts_with("Received: (qmail "), "{received}");
+    assert!(received.contains(" invoked from network); "), "{received}");
+    assert!(
+        received.contains(&format!(
+            "Received: from unknown (HELO {helo}) (127.0.0.1)\n  by "
+        )),
+        "{received}"
+    );
+    assert_eq!(body, stored_body(), "message stored byte for byte");
+    let mut want = b"Falice@example.org\0".to_vec();
+    for r in rcpts {
+        want.extend_from_slice(format!("T{r}\0").as_bytes());
+    }
+    want.push(0);
+    assert_eq!(envelope, want, "envelope");
+}
+
+#[test]
+fn swaks_curl_and_smtplib_deliver_into_the_queue() {
+    let server = Server::start();
+    let port = server.port.to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let msg = dir.path().join("msg.eml");
+    std::fs::write(&msg, BODY).unwrap();
+    let mut expected = Vec::new();
+
+    if have("swaks") {
+        let out = Command::new("swaks")
+            .args([
+                "--server",
+                &format!("127.0.0.1:{port}"),
+                "--helo",
+                "swaks.example",
+            ])
+            .args([
+                "--from",
+                "alice@example.org",
+                "--to",
+                "u1@localhost,u2@localhost",
+            ])
+            .arg("--data")
+            .arg(&msg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "swaks: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        expected.push(("swaks.example", vec!["u1@localhost", "u2@localhost"]));
+    }
+    if have("curl") {
+        let out = Command::new("curl")
+            .args(["-sS", &format!("smtp://127.0.0.1:{port}/curl.example")])
+            .args([
+                "--mail-from",
+                "alice@example.org",
+                "--mail-rcpt",
+                "u3@localhost",
+            ])
+            .arg("--upload-file")
+            .arg(&msg)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "curl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        expected.push(("curl.example", vec!["u3@localhost"]));
+    }
+    if have("python3") {
+        let script = format!(
+            r#"
+import smtplib, sys
+body = open({msg:?}, 'rb').read()
+s = smtplib.SMTP('127.0.0.1', {port}, local_hostname='python.example')
+code, text = s.ehlo()
+assert code == 250 and b'PIPELINING' in text, text
+try:
+    s.sendmail('alice@example.org', ['someone@elsewhere.example'], body)
+    sys.exit('relay was allowed')
+except smtplib.SMTPRecipientsRefused as e:
+    code, text = e.recipients['someone@elsewhere.example']
+    assert code == 553 and b'rcpthosts' in text, e
+refused = s.sendmail('alice@example.org', ['u4@localhost'], body)
+assert refused == {{}}, refused
+s.quit()
+"#,
+            msg = msg.display().to_string()
+        );
+        let out = Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "python3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        expected.push(("python.example", vec!["u4@localhost"]));
+    }
+
+    let queued = server.wait_for_messages(expected.len());
+    assert_eq!(
+        queued.len(),
+        expected.len(),
+        "one queued message per client"
+    );
+    for (file, (helo, rcpts)) in queued.iter().zip(&expected) {
+        check(file, helo, rcpts);
+    }
+    server.stop();
+}
+
+#[test]
+fn qmail_smtpd_serves_one_session_on_stdin_and_stdout() {
+    let home = tempfile::tempdir().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_qmail"))
+        .args(["init", "--home"])
+        .arg(home.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(home.path().join("control/me"), "bench.test\n").unwrap();
+    std::fs::write(home.path().join("control/rcpthosts"), "bench.test\n").unwrap();
+    let input = "EHLO client.example\r\nMAIL FROM:<u2@bench.test>\r\nRCPT TO:<u1@bench.test>\r\nRCPT TO:<x@remote.test>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n";
+    let out = run_smtpd(
+        home.path(),
+        input,
+        &[("TCPREMOTEIP", "127.0.0.1"), ("TCPLOCALHOST", "bench.test")],
+    );
+    let lines: Vec<&str> = out.split("\r\n").collect();
+    assert_eq!(lines[0], "220 bench.test ESMTP");
+    assert_eq!(
+        &lines[1..4],
+        ["250-bench.test", "250-PIPELINING", "250-8BITMIME"]
+    );
+    assert_eq!(lines[5], "250 ok");
+    assert_eq!(
+        lines[7],
+        "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+    );
+    assert_eq!(lines[8], "354 go ahead");
+    assert!(
+        lines[9].starts_with("250 ok ") && lines[9].contains(" qp "),
+        "{out}"
+    );
+    assert_eq!(lines[10], "221 bench.test");
+
+    // RELAYCLIENT lets a recipient through and is appended to it.
+    let out = run_smtpd(
+        home.path(),
+        "MAIL FROM:<a@b>\r\nRCPT TO:<x@remote.test>\r\nQUIT\r\n",
+        &[("RELAYCLIENT", "")],
+    );
+    assert!(out.contains("\r\n250 ok\r\n250 ok\r\n221"), "{out}");
+}
+
+fn run_smtpd(home: &Path, input: &str, vars: &[(&str, &str)]) -> String {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qmail-smtpd"))
+        .env("QMAIL_HOME", home)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8(out.stdout).unwrap()
+}
