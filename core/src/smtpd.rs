@@ -105,15 +105,15 @@ where
     let mut message: Option<Message<E>> = None;
     let mut out = Vec::new();
     push_reply(&mut out, session.greeting());
-    stream.write_all(&out).await?;
-    out.clear();
+    send(&mut stream, &mut out).await?;
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let n = match tokio::time::timeout(timeout, stream.read(&mut buf)).await {
             Ok(r) => r?,
             Err(_) => {
                 // qmail-smtpd's words when a client goes quiet.
-                let _ = stream.write_all(b"451 timeout (#4.4.2)\r\n").await;
+                out.extend_from_slice(b"451 timeout (#4.4.2)\r\n");
+                let _ = send(&mut stream, &mut out).await;
                 stats.timed_out = true;
                 if let Some(m) = message.take() {
                     m.abort().await;
@@ -153,8 +153,7 @@ where
                     }
                     Action::EndMessage => {
                         // The replies so far go out before the commit waits on the disk.
-                        stream.write_all(&out).await?;
-                        out.clear();
+                        send(&mut stream, &mut out).await?;
                         let outcome = match message.take() {
                             Some(m) => m.commit(&env).await,
                             None => CommitOutcome::Failed {
@@ -178,7 +177,7 @@ where
                 }
             }
             if closed {
-                stream.write_all(&out).await?;
+                send(&mut stream, &mut out).await?;
                 let _ = stream.shutdown().await;
                 if let Some(m) = message.take() {
                     m.abort().await;
@@ -191,10 +190,17 @@ where
         }
         // Pipelined replies go out together, once this read's input is used.
         if !out.is_empty() {
-            stream.write_all(&out).await?;
-            out.clear();
+            send(&mut stream, &mut out).await?;
         }
     }
+}
+
+/// Writes and flushes the pending replies (stdout under tcpserver buffers).
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, out: &mut Vec<u8>) -> io::Result<()> {
+    stream.write_all(out).await?;
+    stream.flush().await?;
+    out.clear();
+    Ok(())
 }
 
 fn push_reply(out: &mut Vec<u8>, a: Action) {

@@ -30,7 +30,7 @@ fn run() -> Result<()> {
     let home = qmail_bins::home();
     let rt = qmail_bins::runtime()?;
     let env = RealEnv::new();
-    rt.block_on(async {
+    let result = rt.block_on(async {
         let mut control = SmtpdControl::load(&env, &home)
             .await
             .context("reading control files")?;
@@ -54,5 +54,9 @@ fn run() -> Result<()> {
             .await
             .context("SMTP session")?;
         Ok(())
-    })
+    });
+    // tokio reads stdin on a blocking thread that may still wait for input
+    // the client will never send: do not wait for it.
+    rt.shutdown_background();
+    result
 }

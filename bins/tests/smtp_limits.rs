@@ -1,0 +1,154 @@
+//! qmail-smtpd against hostile clients: an endless line, an endless DATA and
+//! a silent client are cut off by limits and timeouts, with memory bounded.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn home() -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    let st = Command::new(env!("CARGO_BIN_EXE_qmail"))
+        .args(["init", "--home"])
+        .arg(home.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    std::fs::write(home.path().join("control/me"), "bench.test\n").unwrap();
+    std::fs::write(home.path().join("control/rcpthosts"), "bench.test\n").unwrap();
+    home
+}
+
+fn smtpd(home: &Path, vars: &[(&str, &str)]) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_qmail-smtpd"))
+        .env("QMAIL_HOME", home)
+        .envs(vars.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn peak_rss_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn queued(home: &Path) -> usize {
+    std::fs::read_dir(home.join("queue/todo")).unwrap().count()
+}
+
+#[test]
+fn an_endless_line_is_cut_off() {
+    let home = home();
+    let mut child = smtpd(home.path(), &[]);
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        let chunk = [b'A'; 64 * 1024];
+        // Up to 64 MB; the server closes long before.
+        for _ in 0..1024 {
+            if stdin.write_all(&chunk).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(out.starts_with("220 bench.test ESMTP\r\n"));
+    assert!(out.contains("500 5.5.2 line too long"), "{out}");
+    assert!(child.wait().unwrap().success());
+    assert!(writer.join().unwrap(), "the server stopped reading");
+}
+
+#[test]
+fn an_endless_data_is_refused_with_memory_bounded() {
+    let home = home();
+    let mut child = smtpd(home.path(), &[("DATABYTES", "1000000")]);
+    let pid = child.id();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin
+        .write_all(b"HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@bench.test>\r\nDATA\r\n")
+        .unwrap();
+    let line = [b'x'; 998];
+    // 40 MB of header lines, then the end.
+    for _ in 0..40_000 {
+        stdin.write_all(b"X-Filler: ").unwrap();
+        stdin.write_all(&line[..988]).unwrap();
+        stdin.write_all(b"\r\n").unwrap();
+    }
+    let rss = peak_rss_kb(pid);
+    stdin.write_all(b"\r\nbody\r\n.\r\nQUIT\r\n").unwrap();
+    drop(stdin);
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(
+        out.contains("552 sorry, that message size exceeds my databytes limit (#5.3.4)"),
+        "{out}"
+    );
+    assert_eq!(queued(home.path()), 0, "nothing queued");
+    assert!(
+        std::fs::read_dir(home.path().join("queue/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "nothing left"
+    );
+    assert!(
+        rss > 0 && rss < 32 * 1024,
+        "peak memory {rss} KB after 40 MB of DATA"
+    );
+}
+
+#[test]
+fn a_silent_client_is_timed_out() {
+    let home = home();
+    std::fs::write(home.path().join("control/timeoutsmtpd"), "1\n").unwrap();
+    let mut child = smtpd(home.path(), &[]);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"HELO slow.example\r\n").unwrap();
+    let start = Instant::now();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let waited = start.elapsed();
+    drop(stdin);
+    assert!(out.ends_with("451 timeout (#4.4.2)\r\n"), "{out}");
+    assert!(
+        waited >= Duration::from_millis(900) && waited < Duration::from_secs(10),
+        "{waited:?}"
+    );
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_bad_control_file_is_a_clear_temporary_error() {
+    let home = home();
+    std::fs::write(home.path().join("control/databytes"), "lots\n").unwrap();
+    let child = smtpd(home.path(), &[]);
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "421 unable to read controls (#4.3.0)\r\n"
+    );
+}
