@@ -90,13 +90,7 @@ fn an_endless_data_is_refused_with_memory_bounded() {
     let rss = peak_rss_kb(pid);
     stdin.write_all(b"\r\nbody\r\n.\r\nQUIT\r\n").unwrap();
     drop(stdin);
-    let mut out = String::new();
-    child
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
     assert!(
         out.contains("552 sorry, that message size exceeds my databytes limit (#5.3.4)"),
         "{out}"
