@@ -98,7 +98,19 @@ async fn init(env: &RealEnv, home: &Home) -> Result<Vec<InitAction>> {
         .with_context(|| format!("initialising {}", home.root.display()))
 }
 
+/// A server holding many connections needs many descriptors: raise the soft
+/// limit to the hard one, as most daemons do.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
 fn run(home: Home, addr: SocketAddr) -> Result<()> {
+    raise_fd_limit();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
