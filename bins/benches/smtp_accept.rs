@@ -6,8 +6,7 @@
 //! message; then opens 1000 idle connections and prints the server's memory
 //! per connection. Run with `cargo bench -p qmail-bins --bench smtp_accept`.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,81 +14,17 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader};
 use tokio::net::TcpStream;
 
-struct Server {
-    child: Child,
-    port: u16,
-    _home: tempfile::TempDir,
-}
+#[path = "../tests/support/mod.rs"]
+mod support;
 
-impl Server {
-    /// A fresh server; `concurrency` sets control/concurrencyincoming.
-    fn start(concurrency: u32) -> Server {
-        let home = tempfile::Builder::new()
-            .prefix("qmail-bench-")
-            .tempdir_in(".")
-            .unwrap();
-        let init = Command::new(env!("CARGO_BIN_EXE_qmail"))
-            .args(["init", "--home"])
-            .arg(home.path())
-            .stdout(Stdio::null())
-            .status()
-            .unwrap();
-        assert!(init.success());
-        std::fs::write(
-            home.path().join("control/concurrencyincoming"),
-            format!("{concurrency}\n"),
-        )
-        .unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_qmail"))
-            .args(["run", "--smtp", "127.0.0.1:0", "--home"])
-            .arg(home.path())
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = loop {
-            let line = lines.next().expect("server output").unwrap();
-            if let Some(addr) = line.split("SMTP on ").nth(1) {
-                break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            port,
-            _home: home,
-        }
-    }
+use support::{QmailRun, init_home, set_control};
 
-    /// User plus system CPU time of the server so far.
-    fn cpu(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        let fields: Vec<&str> = stat
-            .rsplit(')')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 10)
-    }
-
-    fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        status
-            .lines()
-            .find(|l| l.starts_with("VmRSS:"))
-            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A fresh server in the current directory (the project's disk, not a
+/// tmpfs); `concurrency` sets control/concurrencyincoming.
+fn start(concurrency: u32) -> QmailRun {
+    let home = init_home(Some(Path::new(".")), None);
+    set_control(home.path(), "concurrencyincoming", &concurrency.to_string());
+    QmailRun::start(home)
 }
 
 async fn reply(r: &mut TokioBufReader<tokio::net::tcp::OwnedReadHalf>, line: &mut String) -> u32 {
@@ -165,7 +100,7 @@ fn main() {
         "SMTP accept benchmark: {n} messages of 4 KB per run, each run on a fresh `qmail run`"
     );
     for sessions in [1usize, 20, 50] {
-        let server = Server::start(100);
+        let server = start(100);
         let cpu0 = server.cpu();
         let start = Instant::now();
         let left = Arc::new(AtomicUsize::new(n));
@@ -189,7 +124,7 @@ fn main() {
         );
     }
 
-    let server = Server::start(2000);
+    let server = start(2000);
     std::thread::sleep(Duration::from_millis(200));
     let before = server.rss_kb();
     let conns = 1000;

@@ -33,3 +33,26 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .build()
 }
+
+/// Runs a queue report (qmail-qread, qmail-qstat) and prints it; on failure
+/// says why on stderr and exits 111, as qmail's tools do.
+pub fn print_queue_report<F, Fut>(program: &str, report: F) -> std::process::ExitCode
+where
+    F: FnOnce(qmail_core::queue::Queue<qmail_io_real::RealEnv>) -> Fut,
+    Fut: std::future::Future<Output = Result<String, qmail_core::queue::QueueError>>,
+{
+    let queue = qmail_core::queue::Queue::new(qmail_io_real::RealEnv::new(), home().queue());
+    let result = runtime()
+        .map_err(|e| e.to_string())
+        .and_then(|rt| rt.block_on(report(queue)).map_err(|e| e.to_string()));
+    match result {
+        Ok(text) => {
+            print!("{text}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{program}: fatal: {e}");
+            std::process::ExitCode::from(111)
+        }
+    }
+}

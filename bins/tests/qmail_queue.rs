@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 
 fn bin(name: &str) -> &'static str {
     match name {
-        "qmail" => env!("CARGO_BIN_EXE_qmail"),
         "qmail-queue" => env!("CARGO_BIN_EXE_qmail-queue"),
         "qmail-qread" => env!("CARGO_BIN_EXE_qmail-qread"),
         "qmail-qstat" => env!("CARGO_BIN_EXE_qmail-qstat"),
@@ -15,16 +14,10 @@ fn bin(name: &str) -> &'static str {
     }
 }
 
+mod support;
+
 fn home() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let st = Command::new(bin("qmail"))
-        .args(["init", "--home"])
-        .arg(dir.path())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    dir
+    support::init_home(None, None)
 }
 
 /// Runs qmail-queue with `message` on fd 0 and `envelope` on fd 1.

@@ -2,87 +2,33 @@
 //! on 127.0.0.1: each message lands in the queue byte for byte, behind the
 //! two Received lines qmail adds.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    port: u16,
-    home: tempfile::TempDir,
+mod support;
+
+use support::{QmailRun, init_home};
+
+/// Messages in the queue's todo/, oldest first.
+fn queued(server: &QmailRun) -> Vec<Vec<u8>> {
+    let dir = server.home.path().join("queue/todo");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
+    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }
 
-impl Server {
-    fn start() -> Server {
-        let home = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_qmail"))
-            .args(["run", "--smtp", "127.0.0.1:0", "--home"])
-            .arg(home.path())
-            .env("RUST_LOG", "warn")
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-        let port = loop {
-            let line = lines.next().expect("server output").unwrap();
-            if let Some(addr) = line.split("SMTP on ").nth(1) {
-                break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
-            }
-        };
-        // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Server { child, port, home }
-    }
-
-    fn queued(&self) -> Vec<Vec<u8>> {
-        let dir = self.home.path().join("queue/todo");
-        let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        names.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
-        names.iter().map(|p| std::fs::read(p).unwrap()).collect()
-    }
-
-    fn wait_for_messages(&self, n: usize) -> Vec<Vec<u8>> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let q = self.queued();
-            if q.len() >= n || Instant::now() > deadline {
-                return q;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+fn wait_for_messages(server: &QmailRun, n: usize) -> Vec<Vec<u8>> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let q = queued(server);
+        if q.len() >= n || Instant::now() > deadline {
+            return q;
         }
-    }
-
-    fn stop(mut self) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                assert!(st.success(), "qmail run exits cleanly on SIGTERM: {st}");
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "qmail run did not stop on SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -156,7 +102,7 @@ fn check(file: &[u8], helo: &str, rcpts: &[&str]) {
 
 #[test]
 fn swaks_curl_and_smtplib_deliver_into_the_queue() {
-    let server = Server::start();
+    let server = QmailRun::start(init_home(None, None));
     let port = server.port.to_string();
     let dir = tempfile::tempdir().unwrap();
     let msg = dir.path().join("msg.eml");
@@ -241,7 +187,7 @@ s.quit()
         expected.push(("python.example", vec!["u4@localhost"]));
     }
 
-    let queued = server.wait_for_messages(expected.len());
+    let queued = wait_for_messages(&server, expected.len());
     assert_eq!(
         queued.len(),
         expected.len(),
@@ -255,16 +201,7 @@ s.quit()
 
 #[test]
 fn qmail_smtpd_serves_one_session_on_stdin_and_stdout() {
-    let home = tempfile::tempdir().unwrap();
-    let st = Command::new(env!("CARGO_BIN_EXE_qmail"))
-        .args(["init", "--home"])
-        .arg(home.path())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::write(home.path().join("control/me"), "bench.test\n").unwrap();
-    std::fs::write(home.path().join("control/rcpthosts"), "bench.test\n").unwrap();
+    let home = init_home(None, Some("bench.test"));
     let input = "EHLO client.example\r\nMAIL FROM:<u2@bench.test>\r\nRCPT TO:<u1@bench.test>\r\nRCPT TO:<x@remote.test>\r\nDATA\r\nSubject: t\r\n\r\nhi\r\n.\r\nQUIT\r\n";
     let out = run_smtpd(
         home.path(),

@@ -6,18 +6,12 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod support;
+
+use support::{init_home, proc_status_kb};
+
 fn home() -> tempfile::TempDir {
-    let home = tempfile::tempdir().unwrap();
-    let st = Command::new(env!("CARGO_BIN_EXE_qmail"))
-        .args(["init", "--home"])
-        .arg(home.path())
-        .stdout(Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    std::fs::write(home.path().join("control/me"), "bench.test\n").unwrap();
-    std::fs::write(home.path().join("control/rcpthosts"), "bench.test\n").unwrap();
-    home
+    init_home(None, Some("bench.test"))
 }
 
 fn smtpd(home: &Path, vars: &[(&str, &str)]) -> Child {
@@ -28,15 +22,6 @@ fn smtpd(home: &Path, vars: &[(&str, &str)]) -> Child {
         .stdout(Stdio::piped())
         .spawn()
         .unwrap()
-}
-
-fn peak_rss_kb(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
 }
 
 fn queued(home: &Path) -> usize {
@@ -87,7 +72,7 @@ fn an_endless_data_is_refused_with_memory_bounded() {
         stdin.write_all(&line[..988]).unwrap();
         stdin.write_all(b"\r\n").unwrap();
     }
-    let rss = peak_rss_kb(pid);
+    let rss = proc_status_kb(pid, "VmHWM:");
     stdin.write_all(b"\r\nbody\r\n.\r\nQUIT\r\n").unwrap();
     drop(stdin);
     let out = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
@@ -112,7 +97,7 @@ fn an_endless_data_is_refused_with_memory_bounded() {
 #[test]
 fn a_silent_client_is_timed_out() {
     let home = home();
-    std::fs::write(home.path().join("control/timeoutsmtpd"), "1\n").unwrap();
+    support::set_control(home.path(), "timeoutsmtpd", "1");
     let mut child = smtpd(home.path(), &[]);
     let mut stdin = child.stdin.take().unwrap();
     stdin.write_all(b"HELO slow.example\r\n").unwrap();
@@ -137,7 +122,7 @@ fn a_silent_client_is_timed_out() {
 #[test]
 fn a_bad_control_file_is_a_clear_temporary_error() {
     let home = home();
-    std::fs::write(home.path().join("control/databytes"), "lots\n").unwrap();
+    support::set_control(home.path(), "databytes", "lots");
     let child = smtpd(home.path(), &[]);
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());

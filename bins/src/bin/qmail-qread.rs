@@ -1,24 +1,5 @@
 //! qmail-qread: lists the messages in the queue, with their recipients.
 
-use std::process::ExitCode;
-
-use qmail_core::queue::Queue;
-use qmail_io_real::RealEnv;
-
-fn main() -> ExitCode {
-    let home = qmail_bins::home();
-    let queue = Queue::new(RealEnv::new(), home.queue());
-    let result = qmail_bins::runtime()
-        .map_err(|e| e.to_string())
-        .and_then(|rt| rt.block_on(queue.qread()).map_err(|e| e.to_string()));
-    match result {
-        Ok(text) => {
-            print!("{text}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("qmail-qread: fatal: {e}");
-            ExitCode::from(111)
-        }
-    }
+fn main() -> std::process::ExitCode {
+    qmail_bins::print_queue_report("qmail-qread", |q| async move { q.qread().await })
 }

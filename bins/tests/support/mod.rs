@@ -1,0 +1,128 @@
+//! What the integration tests and the benchmarks share: making an
+//! installation and running `qmail run` on a loopback port.
+// Each test crate uses a part of this.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A fresh installation made by `qmail init`, under `parent` (a temporary
+/// directory by default). With `me`, `control/me` and `control/rcpthosts`
+/// name that host.
+pub fn init_home(parent: Option<&Path>, me: Option<&str>) -> tempfile::TempDir {
+    let home = match parent {
+        Some(p) => tempfile::Builder::new()
+            .prefix("qmail-home-")
+            .tempdir_in(p)
+            .unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
+    let st = Command::new(env!("CARGO_BIN_EXE_qmail"))
+        .args(["init", "--home"])
+        .arg(home.path())
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "qmail init");
+    if let Some(me) = me {
+        set_control(home.path(), "me", me);
+        set_control(home.path(), "rcpthosts", me);
+    }
+    home
+}
+
+pub fn set_control(home: &Path, name: &str, value: &str) {
+    std::fs::write(home.join("control").join(name), format!("{value}\n")).unwrap();
+}
+
+/// `qmail run` on 127.0.0.1 with an ephemeral port; killed when dropped.
+pub struct QmailRun {
+    pub child: Child,
+    pub port: u16,
+    pub home: tempfile::TempDir,
+}
+
+impl QmailRun {
+    pub fn start(home: tempfile::TempDir) -> QmailRun {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_qmail"))
+            .args(["run", "--smtp", "127.0.0.1:0", "--home"])
+            .arg(home.path())
+            .env("RUST_LOG", "warn")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let port = loop {
+            let line = lines
+                .next()
+                .expect("qmail run said where it listens")
+                .unwrap();
+            if let Some(addr) = line.split("SMTP on ").nth(1) {
+                break addr.rsplit(':').next().unwrap().trim().parse().unwrap();
+            }
+        };
+        // Keep draining stderr so the server never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        QmailRun { child, port, home }
+    }
+
+    /// Sends SIGTERM and checks that the server stops cleanly.
+    pub fn stop(mut self) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                assert!(st.success(), "qmail run exits cleanly on SIGTERM: {st}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "qmail run did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// User plus system CPU time of the server so far.
+    pub fn cpu(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        let fields: Vec<&str> = stat
+            .rsplit(')')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        Duration::from_millis(ticks * 10)
+    }
+
+    pub fn rss_kb(&self) -> u64 {
+        proc_status_kb(self.child.id(), "VmRSS:")
+    }
+}
+
+impl Drop for QmailRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `/proc/PID/status` field in KB (`VmRSS:`, `VmHWM:`), 0 if unreadable.
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with(field))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
