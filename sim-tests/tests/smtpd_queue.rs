@@ -17,7 +17,10 @@ async fn session(queue: &Queue<SimEnv>, input: &str) -> String {
     config.remote.ip = "10.0.0.1".into();
     config.remote.local = "sim.test".into();
     let q = queue.clone();
-    let task = tokio::spawn(async move { serve_connection(&q, server, config, Duration::from_secs(60)).await });
+    let task =
+        tokio::spawn(
+            async move { serve_connection(&q, server, config, Duration::from_secs(60)).await },
+        );
     client.write_all(input.as_bytes()).await.unwrap();
     let mut out = String::new();
     client.read_to_string(&mut out).await.unwrap();
@@ -28,12 +31,17 @@ async fn session(queue: &Queue<SimEnv>, input: &str) -> String {
 const MAIL: &str = "HELO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u@sim.test>\r\nDATA\r\nSubject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n";
 
 async fn files(fs: &SimFs) -> usize {
-    fs.read_dir(Path::new("/q/tmp")).await.unwrap().len() + fs.read_dir(Path::new("/q/todo")).await.unwrap().len()
+    fs.read_dir(Path::new("/q/tmp")).await.unwrap().len()
+        + fs.read_dir(Path::new("/q/todo")).await.unwrap().len()
 }
 
 #[test]
 fn ok_after_commit_and_451_on_queue_failure() {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().start_paused(true).build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
     rt.block_on(async {
         let fs = SimFs::new(5);
         let env = SimEnv::new(fs.clone(), 5, Identity { pid: 4242, uid: 7, gid: 7, hostname: "sim".into() });
