@@ -27,6 +27,14 @@ pub fn home() -> Home {
     home_from(None, DEFAULT_HOME)
 }
 
+/// `$QMAILQUEUE`: the program that takes messages instead of the queue, if
+/// set (and not empty), as every qmail program that injects honours it.
+pub fn queue_program() -> Option<PathBuf> {
+    std::env::var_os("QMAILQUEUE")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
 /// A single-threaded runtime for the short-lived programs.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()

@@ -253,3 +253,56 @@ fn run_smtpd(home: &Path, input: &str, vars: &[(&str, &str)]) -> String {
     let out = child.wait_with_output().unwrap();
     String::from_utf8(out.stdout).unwrap()
 }
+
+#[test]
+fn qmailqueue_program_takes_the_message_and_its_exit_code_decides() {
+    let home = init_home(None, Some("bench.test"));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("filter");
+    // qmail-queue's interface: message on fd 0, envelope on fd 1.
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ncat > {d}/message\ncat <&1 > {d}/envelope\nexit $(cat {d}/code)\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    let input = "HELO c.example\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<u1@bench.test>\r\nRCPT TO:<u2@bench.test>\r\nDATA\r\nSubject: f\r\n\r\nfiltered\r\n.\r\nQUIT\r\n";
+    let vars = [
+        ("QMAILQUEUE", script.to_str().unwrap()),
+        ("TCPREMOTEIP", "127.0.0.1"),
+    ];
+    for (code, reply) in [
+        ("0", "250 ok "),
+        (
+            "31",
+            "554 mail server permanently rejected message (#5.3.0)",
+        ),
+        (
+            "71",
+            "451 mail server temporarily rejected message (#4.3.0)",
+        ),
+    ] {
+        std::fs::write(dir.path().join("code"), code).unwrap();
+        let out = run_smtpd(home.path(), input, &vars);
+        assert!(out.contains(&format!("\r\n{reply}")), "exit {code}: {out}");
+    }
+    let message = std::fs::read_to_string(dir.path().join("message")).unwrap();
+    assert!(message.starts_with("Received: (qmail "), "{message}");
+    assert!(message.ends_with("Subject: f\n\nfiltered\n"), "{message}");
+    assert_eq!(
+        std::fs::read(dir.path().join("envelope")).unwrap(),
+        b"Fa@b.example\0Tu1@bench.test\0Tu2@bench.test\0\0"
+    );
+    assert!(
+        std::fs::read_dir(home.path().join("queue/todo"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "the queue itself was not used"
+    );
+}

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,9 +14,9 @@ use tokio::sync::Semaphore;
 
 use crate::control::{self, ControlError};
 use crate::date;
-use crate::env::{Clock, Env, NetListener};
+use crate::env::{Clock, Env, Exec, ExitCode, NetListener, QueueProgram};
 use crate::home::Home;
-use crate::queue::{Envelope, Injection, Queue};
+use crate::queue::{Envelope, Injection, Queue, qq_text};
 use crate::smtp::{
     Action, CommitOutcome, InvokedFrom, RcptHosts, RemoteInfo, SmtpConfig, SmtpSession,
     queue_received_line,
@@ -30,6 +31,9 @@ pub struct SmtpdControl {
     /// `control/concurrencyincoming`: connections served at once (ours; by
     /// default 100, tcpserver's own default is 40).
     pub max_connections: usize,
+    /// `$QMAILQUEUE`: a program with qmail-queue's interface that takes each
+    /// message instead of the queue (a filter, typically). Set by the caller.
+    pub queue_program: Option<PathBuf>,
 }
 
 impl SmtpdControl {
@@ -72,6 +76,7 @@ impl SmtpdControl {
             session,
             timeout: Duration::from_secs(timeout.max(1)),
             max_connections,
+            queue_program: None,
         })
     }
 }
@@ -89,8 +94,11 @@ pub struct SessionStats {
 const READ_CHUNK: usize = 16 * 1024;
 
 /// Serves one SMTP connection until QUIT, a close, a timeout or an error.
+///
+/// Messages go into `queue`, or to `queue_program` (`$QMAILQUEUE`) if given.
 pub async fn serve_connection<E, S>(
     queue: &Queue<E>,
+    queue_program: Option<&Path>,
     mut stream: S,
     config: SmtpConfig,
     timeout: Duration,
@@ -139,7 +147,8 @@ where
                 match action {
                     Action::Reply(r) => out.extend_from_slice(&r),
                     Action::BeginMessage { sender, recipients } => {
-                        message = Some(Message::begin(queue, sender, recipients).await);
+                        message =
+                            Some(Message::begin(queue, queue_program, sender, recipients).await);
                     }
                     Action::MessageData(d) => {
                         if let Some(m) = &mut message {
@@ -209,69 +218,100 @@ fn push_reply(out: &mut Vec<u8>, a: Action) {
     }
 }
 
+/// Where a message's bytes go: the queue itself, or a `$QMAILQUEUE` program.
+enum Sink<E: Env> {
+    Queue(Injection<E>),
+    Program(<E::Exec as Exec>::QueueProgram),
+    /// Starting or writing failed; the reply at the final dot says so.
+    Failed(&'static str),
+}
+
 /// A message on its way into the queue. A queue failure is remembered and
 /// reported at the final dot, as qmail-smtpd reports qmail-queue's exit.
 struct Message<E: Env> {
-    injection: Result<Injection<E>, &'static str>,
+    sink: Sink<E>,
     envelope: Envelope,
 }
 
 impl<E: Env> Message<E> {
-    async fn begin(queue: &Queue<E>, sender: String, recipients: Vec<String>) -> Self {
+    async fn begin(
+        queue: &Queue<E>,
+        program: Option<&Path>,
+        sender: String,
+        recipients: Vec<String>,
+    ) -> Self {
         let env = queue.env();
         let line = queue_received_line(
             env.identity().pid,
             InvokedFrom::Network,
             &date::rfc822(env.clock().unix_secs()),
         );
-        let injection = match queue.begin().await {
-            Ok(mut inj) => match inj.write(line.as_bytes()).await {
-                Ok(()) => Ok(inj),
-                Err(e) => Err(e.qq_text()),
+        let envelope = Envelope { sender, recipients };
+        let sink = match program {
+            None => match queue.begin().await {
+                Ok(inj) => Sink::Queue(inj),
+                Err(e) => Sink::Failed(e.qq_text()),
             },
-            Err(e) => Err(e.qq_text()),
+            Some(p) => match env.exec().spawn_queue(p, envelope.encode()).await {
+                Ok(child) => Sink::Program(child),
+                Err(_) => Sink::Failed(qq_text(81)),
+            },
         };
-        Message {
-            injection,
-            envelope: Envelope { sender, recipients },
-        }
+        let mut m = Message { sink, envelope };
+        m.write(line.as_bytes()).await;
+        m
     }
 
     async fn write(&mut self, data: &[u8]) {
-        if let Ok(inj) = &mut self.injection
-            && let Err(e) = inj.write(data).await
-        {
+        let failed = match &mut self.sink {
             // write() already removed the temporary file.
-            self.injection = Err(e.qq_text());
+            Sink::Queue(inj) => inj.write(data).await.err().map(|e| e.qq_text()),
+            Sink::Program(p) => p.write(data).await.err().map(|_| qq_text(53)),
+            Sink::Failed(_) => None,
+        };
+        if let Some(text) = failed {
+            self.sink = Sink::Failed(text);
         }
     }
 
     async fn commit(self, env: &E) -> CommitOutcome {
-        let inj = match self.injection {
-            Ok(inj) => inj,
-            Err(text) => {
+        let id = env.identity();
+        let code = match self.sink {
+            Sink::Failed(text) => {
                 return CommitOutcome::Failed {
                     permanent: false,
                     text: text.into(),
                 };
             }
+            Sink::Queue(inj) => match inj.commit(&self.envelope, id.uid, id.pid).await {
+                Ok(_) => 0,
+                Err(e) => e.exit_code(),
+            },
+            Sink::Program(p) => match p.finish().await {
+                Ok(ExitCode::Exited(c)) => u8::try_from(c).unwrap_or(81),
+                Ok(ExitCode::Signaled) | Err(_) => 81,
+            },
         };
-        let id = env.identity();
-        match inj.commit(&self.envelope, id.uid, id.pid).await {
-            Ok(_) => CommitOutcome::Accepted {
+        if code == 0 {
+            CommitOutcome::Accepted {
                 time: env.clock().unix_secs(),
                 qp: u64::from(id.pid),
-            },
-            Err(e) => CommitOutcome::Failed {
-                permanent: e.is_permanent(),
-                text: e.qq_text().into(),
-            },
+            }
+        } else {
+            CommitOutcome::Failed {
+                permanent: (11..=40).contains(&code),
+                text: qq_text(code).into(),
+            }
         }
     }
 
     async fn abort(self) {
-        if let Ok(inj) = self.injection {
-            inj.abort().await;
+        match self.sink {
+            Sink::Queue(inj) => inj.abort().await,
+            // The program sees its input end early and must not queue a
+            // message without its final dot: kill it by dropping it.
+            Sink::Program(p) => drop(p),
+            Sink::Failed(_) => {}
         }
     }
 }
@@ -309,7 +349,8 @@ pub async fn serve<E: Env, L: NetListener>(
         let control = Arc::clone(&control);
         tokio::spawn(async move {
             let config = connection_config(&control.session, peer);
-            match serve_connection(&queue, stream, config, control.timeout).await {
+            let program = control.queue_program.as_deref();
+            match serve_connection(&queue, program, stream, config, control.timeout).await {
                 Ok(stats) => tracing::debug!(%peer, ?stats, "smtp session ended"),
                 Err(e) => tracing::debug!(%peer, "smtp session failed: {e}"),
             }

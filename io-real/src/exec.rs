@@ -3,14 +3,72 @@
 use std::io;
 use std::process::Stdio;
 
-use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec};
+use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
+use std::path::Path;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RealExec;
 
+/// A `$QMAILQUEUE` program being fed a message.
+pub struct RealQueueProgram {
+    child: tokio::process::Child,
+    stdin: Option<tokio::process::ChildStdin>,
+    envelope: Option<tokio::task::JoinHandle<io::Result<()>>>,
+}
+
+impl QueueProgram for RealQueueProgram {
+    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        match &mut self.stdin {
+            Some(s) => s.write_all(data).await,
+            None => Err(io::Error::other("queue program input already closed")),
+        }
+    }
+
+    async fn finish(mut self) -> io::Result<ExitCode> {
+        if let Some(mut s) = self.stdin.take() {
+            // A program that exits without reading everything is judged by
+            // its exit code, not by our broken pipe.
+            let _ = s.shutdown().await;
+        }
+        let status = self.child.wait().await?;
+        if let Some(t) = self.envelope.take() {
+            // A writer still blocked on a program that never read its
+            // envelope ends with the program; its result is moot then.
+            t.abort();
+        }
+        Ok(match status.code() {
+            Some(c) => ExitCode::Exited(c),
+            None => ExitCode::Signaled,
+        })
+    }
+}
+
 impl Exec for RealExec {
+    type QueueProgram = RealQueueProgram;
+
+    async fn spawn_queue(&self, program: &Path, envelope: Vec<u8>) -> io::Result<RealQueueProgram> {
+        // The envelope travels through a pipe that is the program's fd 1;
+        // qmail-queue reads it only after the message, so it is written by
+        // a separate task while the message streams in.
+        let (reader, mut writer) = std::io::pipe()?;
+        let mut cmd = Command::new(program);
+        cmd.stdin(Stdio::piped()).stdout(reader).kill_on_drop(true);
+        let mut child = cmd.spawn()?;
+        drop(cmd);
+        let stdin = child.stdin.take();
+        let envelope = tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            writer.write_all(&envelope)
+        });
+        Ok(RealQueueProgram {
+            child,
+            stdin,
+            envelope: Some(envelope),
+        })
+    }
+
     async fn run(
         &self,
         spec: &ProgramSpec,

@@ -5,7 +5,9 @@ use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qmail_core::env::{Exec, ExitCode, Fs, ProgramInput, ProgramOutput, ProgramSpec};
+use std::path::Path;
+
+use qmail_core::env::{Exec, ExitCode, Fs, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
 
 use crate::fs::SimFs;
 
@@ -95,7 +97,52 @@ pub fn exited(code: i32, output: &str) -> ProgramOutput {
     }
 }
 
+/// A scripted `$QMAILQUEUE` program: collects the message, then runs the
+/// script registered under its path with the message as stdin and the
+/// envelope in `ProgramCall::spec.env` as `("ENVELOPE", ...)` (lossy text).
+pub struct SimQueueProgram {
+    exec: SimExec,
+    program: String,
+    envelope: Vec<u8>,
+    message: Vec<u8>,
+}
+
+impl QueueProgram for SimQueueProgram {
+    async fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        self.message.extend_from_slice(data);
+        Ok(())
+    }
+
+    async fn finish(self) -> io::Result<ExitCode> {
+        let spec = ProgramSpec {
+            command: self.program.clone(),
+            env: vec![(
+                "ENVELOPE".into(),
+                String::from_utf8_lossy(&self.envelope).into_owned(),
+            )],
+            cwd: "/".into(),
+            user: None,
+        };
+        let input = ProgramInput {
+            prefix: self.message,
+            file: None,
+        };
+        Ok(self.exec.run(&spec, input, 4096).await?.status)
+    }
+}
+
 impl Exec for SimExec {
+    type QueueProgram = SimQueueProgram;
+
+    async fn spawn_queue(&self, program: &Path, envelope: Vec<u8>) -> io::Result<SimQueueProgram> {
+        Ok(SimQueueProgram {
+            exec: self.clone(),
+            program: program.display().to_string(),
+            envelope,
+            message: Vec::new(),
+        })
+    }
+
     async fn run(
         &self,
         spec: &ProgramSpec,

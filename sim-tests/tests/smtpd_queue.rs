@@ -17,10 +17,9 @@ async fn session(queue: &Queue<SimEnv>, input: &str) -> String {
     config.remote.ip = "10.0.0.1".into();
     config.remote.local = "sim.test".into();
     let q = queue.clone();
-    let task =
-        tokio::spawn(
-            async move { serve_connection(&q, server, config, Duration::from_secs(60)).await },
-        );
+    let task = tokio::spawn(async move {
+        serve_connection(&q, None, server, config, Duration::from_secs(60)).await
+    });
     client.write_all(input.as_bytes()).await.unwrap();
     let mut out = String::new();
     client.read_to_string(&mut out).await.unwrap();

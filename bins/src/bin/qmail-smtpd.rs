@@ -1,7 +1,8 @@
 //! qmail-smtpd: one SMTP session on standard input and output, for
 //! tcpserver, inetd or systemd socket activation. The client is described by
 //! tcpserver's variables (`TCPREMOTEIP`, `TCPREMOTEHOST`, `TCPREMOTEINFO`,
-//! `TCPLOCALHOST`); `RELAYCLIENT` and `DATABYTES` work as in qmail.
+//! `TCPLOCALHOST`); `RELAYCLIENT`, `DATABYTES` and `QMAILQUEUE` work as in
+//! qmail.
 
 use std::process::ExitCode;
 
@@ -50,9 +51,16 @@ fn run() -> Result<()> {
         }
         let queue = Queue::new(env.clone(), home.queue());
         let stream = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
-        serve_connection(&queue, stream, control.session, control.timeout)
-            .await
-            .context("SMTP session")?;
+        let program = qmail_bins::queue_program();
+        serve_connection(
+            &queue,
+            program.as_deref(),
+            stream,
+            control.session,
+            control.timeout,
+        )
+        .await
+        .context("SMTP session")?;
         Ok(())
     });
     // tokio reads stdin on a blocking thread that may still wait for input

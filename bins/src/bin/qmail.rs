@@ -127,9 +127,10 @@ fn run(home: Home, addr: SocketAddr) -> Result<()> {
         let queue = Queue::new(env.clone(), home.queue());
         let report = queue.recover().await.context("recovering the queue")?;
         tracing::info!(?report, "queue recovered");
-        let control = SmtpdControl::load(&env, &home)
+        let mut control = SmtpdControl::load(&env, &home)
             .await
             .context("reading control files")?;
+        control.queue_program = qmail_bins::queue_program();
         let listener = env
             .net()
             .listen(addr)

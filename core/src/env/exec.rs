@@ -1,6 +1,6 @@
 use std::future::Future;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// A program to run for `|command` delivery and the qmail helper programs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,12 +40,32 @@ pub struct ProgramOutput {
     pub output: Vec<u8>,
 }
 
+/// A running program with qmail-queue's interface (`$QMAILQUEUE`): the
+/// message is streamed to its file descriptor 0; the envelope, given at the
+/// start, is on its file descriptor 1.
+pub trait QueueProgram: Send + 'static {
+    /// Appends message bytes to the program's standard input.
+    fn write(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
+    /// Ends the message and waits for the program's exit.
+    fn finish(self) -> impl Future<Output = io::Result<ExitCode>> + Send;
+}
+
 /// Running programs.
 pub trait Exec: Clone + Send + Sync + 'static {
+    type QueueProgram: QueueProgram;
+
     fn run(
         &self,
         spec: &ProgramSpec,
         input: ProgramInput,
         output_limit: usize,
     ) -> impl Future<Output = io::Result<ProgramOutput>> + Send;
+
+    /// Starts `program` (no shell, no arguments) as qmail starts
+    /// `$QMAILQUEUE`, with `envelope` waiting on its file descriptor 1.
+    fn spawn_queue(
+        &self,
+        program: &Path,
+        envelope: Vec<u8>,
+    ) -> impl Future<Output = io::Result<Self::QueueProgram>> + Send;
 }

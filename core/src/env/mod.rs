@@ -15,7 +15,7 @@ mod rng;
 mod users;
 
 pub use clock::Clock;
-pub use exec::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec};
+pub use exec::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
 pub use fs::{DirEntry, FileKind, Fs, FsFile, Metadata, OpenOptions};
 pub use net::{Net, NetListener, NetUdp};
 pub use rng::Rng;

@@ -49,15 +49,26 @@ impl QueueError {
 
     /// The short text qmail-smtpd's `451 qq ...` replies use for this failure.
     pub fn qq_text(&self) -> &'static str {
-        match self.exit_code() {
-            11 => "envelope address too long for qq (#5.1.3)",
-            53 => "qq write error or disk full (#4.3.0)",
-            54 => "qq read error (#4.3.0)",
-            66 => "qq trouble creating files in queue (#4.3.0)",
-            // qmail-smtpd reports an envelope qmail-queue could not parse as
-            // its own bug: the envelope is what qmail-smtpd wrote.
-            81 | 91 => "qq internal bug (#4.3.0)",
-            _ => "qq temporary problem (#4.3.0)",
-        }
+        qq_text(self.exit_code())
+    }
+}
+
+/// qmail-smtpd's reply text for a qmail-queue exit code (also for a
+/// `$QMAILQUEUE` program's). Codes 11 to 40 are permanent failures.
+pub fn qq_text(exit_code: u8) -> &'static str {
+    match exit_code {
+        11 => "envelope address too long for qq (#5.1.3)",
+        53 => "qq write error or disk full (#4.3.0)",
+        54 => "qq read error (#4.3.0)",
+        66 => "qq trouble creating files in queue (#4.3.0)",
+        // qmail-smtpd reports an envelope qmail-queue could not parse as
+        // its own bug: the envelope is what qmail-smtpd wrote.
+        81 | 91 => "qq internal bug (#4.3.0)",
+        31 => "mail server permanently rejected message (#5.3.0)",
+        52 => "qq timeout (#4.3.0)",
+        71 => "mail server temporarily rejected message (#4.3.0)",
+        72..=74 => "qq remote trouble (#4.3.0)",
+        c if (11..=40).contains(&c) => "qq permanent problem (#5.3.0)",
+        _ => "qq temporary problem (#4.3.0)",
     }
 }

@@ -28,7 +28,7 @@ mod recover;
 mod report;
 mod state;
 
-pub use error::QueueError;
+pub use error::{QueueError, qq_text};
 pub use format::{Envelope, MessageHeader};
 pub use inject::Injection;
 pub use layout::{Layout, MsgId, SPLIT};
