@@ -9,6 +9,7 @@
 
 pub mod control;
 pub mod date;
+pub mod deliver;
 pub mod env;
 pub mod home;
 pub mod queue;

@@ -14,7 +14,7 @@ mod users;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qmail_core::env::{Env, Identity, Rng};
+use qmail_core::env::{Env, Identity, Plant, PlantSet, Rng};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
@@ -51,6 +51,7 @@ pub struct SimEnv {
     clock: SimClock,
     net: SimNet,
     identity: Arc<Identity>,
+    plants: PlantSet,
 }
 
 impl SimEnv {
@@ -65,7 +66,14 @@ impl SimEnv {
             clock: SimClock,
             net: SimNet,
             identity: Arc::new(identity),
+            plants: PlantSet::EMPTY,
         }
+    }
+
+    /// The same environment with these bugs planted (see [`Plant`]).
+    pub fn with_plants(mut self, plants: PlantSet) -> Self {
+        self.plants = plants;
+        self
     }
 }
 
@@ -97,6 +105,9 @@ impl Env for SimEnv {
     }
     fn identity(&self) -> &Identity {
         &self.identity
+    }
+    fn planted(&self, plant: Plant) -> bool {
+        self.plants.contains(plant)
     }
 }
 

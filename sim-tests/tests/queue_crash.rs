@@ -52,11 +52,11 @@ fn message() -> Vec<u8> {
     m
 }
 
-fn route(addr: &str) -> Channel {
+fn route(addr: &str) -> (Channel, String) {
     if addr.ends_with("@local.test") {
-        Channel::Local
+        (Channel::Local, addr.to_string())
     } else {
-        Channel::Remote
+        (Channel::Remote, addr.to_string())
     }
 }
 

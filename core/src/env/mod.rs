@@ -11,6 +11,7 @@ mod clock;
 mod exec;
 mod fs;
 mod net;
+mod plant;
 mod rng;
 mod users;
 
@@ -18,6 +19,7 @@ pub use clock::Clock;
 pub use exec::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
 pub use fs::{DirEntry, FileKind, Fs, FsFile, Metadata, OpenOptions};
 pub use net::{Net, NetListener, NetUdp};
+pub use plant::{Plant, PlantSet};
 pub use rng::Rng;
 pub use users::{UserInfo, Users};
 
@@ -52,4 +54,10 @@ pub trait Env: Clone + Send + Sync + 'static {
     fn users(&self) -> &Self::Users;
     fn rng(&self) -> &Self::Rng;
     fn identity(&self) -> &Identity;
+
+    /// Whether the simulation planted this bug (see [`Plant`]). Only the
+    /// simulated environment overrides this; production is always `false`.
+    fn planted(&self, _plant: Plant) -> bool {
+        false
+    }
 }

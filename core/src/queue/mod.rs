@@ -38,6 +38,8 @@ pub use state::{Channel, MessageState, Recipient};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use tokio::sync::Notify;
+
 use crate::env::Env;
 use group_sync::GroupSync;
 
@@ -48,6 +50,9 @@ pub struct Queue<E: Env> {
     env: E,
     layout: Layout,
     todo_sync: Arc<GroupSync>,
+    /// Woken after every commit through this handle or its clones: the
+    /// scheduler's trigger for messages injected in this process.
+    committed: Arc<Notify>,
 }
 
 impl<E: Env> Queue<E> {
@@ -57,6 +62,7 @@ impl<E: Env> Queue<E> {
         let layout = Layout::new(root.into());
         Queue {
             todo_sync: Arc::new(GroupSync::new(layout.todo_dir())),
+            committed: Arc::new(Notify::new()),
             env,
             layout,
         }
@@ -68,5 +74,17 @@ impl<E: Env> Queue<E> {
 
     pub fn env(&self) -> &E {
         &self.env
+    }
+
+    /// The trigger: notified (one permit is stored if nobody waits) after
+    /// each commit. Another process's commits reach it through
+    /// [`Queue::notify_committed`], which its listener calls.
+    pub fn committed(&self) -> &Notify {
+        &self.committed
+    }
+
+    /// Says a message was committed by someone else (another process).
+    pub fn notify_committed(&self) {
+        self.committed.notify_one();
     }
 }

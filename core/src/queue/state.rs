@@ -173,13 +173,14 @@ impl<E: Env> Queue<E> {
     }
 
     /// Takes a committed message in: splits its recipients into local and
-    /// remote state files as `route` says, makes them durable, then moves the
+    /// remote state files as `route` says (which also gives the address to
+    /// deliver to, rewritten by routing), makes them durable, then moves the
     /// message from `todo/` to `mess/`. Safe to repeat after a crash: the state
     /// files are rewritten from the envelope, which nothing has acted on yet.
     pub async fn preprocess(
         &self,
         id: MsgId,
-        route: impl Fn(&str) -> Channel,
+        route: impl Fn(&str) -> (Channel, String),
     ) -> Result<MessageState, QueueError> {
         let fs = self.env.fs();
         let l = &self.layout;
@@ -187,8 +188,8 @@ impl<E: Env> Queue<E> {
         let (mut local, mut remote) = (Vec::new(), Vec::new());
         for r in &envelope.recipients {
             match route(r) {
-                Channel::Local => local.push(r.as_str()),
-                Channel::Remote => remote.push(r.as_str()),
+                (Channel::Local, a) => local.push(a),
+                (Channel::Remote, a) => remote.push(a),
             }
         }
         for (path, addrs) in [(l.local(id), &local), (l.remote(id), &remote)] {
@@ -196,7 +197,7 @@ impl<E: Env> Queue<E> {
                 // A stale file from an earlier attempt with other routing must go.
                 remove_if_exists(fs, &path).await?;
             } else {
-                write_synced(fs, &path, &encode_records(addrs.iter().copied())).await?;
+                write_synced(fs, &path, &encode_records(addrs.iter().map(String::as_str))).await?;
             }
             fs.sync_dir(parent(&path)).await?;
         }
