@@ -13,6 +13,7 @@ pub mod deliver;
 pub mod env;
 pub mod home;
 pub mod queue;
+pub mod send;
 pub mod smtp;
 pub mod smtpd;
 
