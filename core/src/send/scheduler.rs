@@ -133,6 +133,7 @@ pub struct Scheduler<E: Env, L: Deliver, R: Deliver> {
     bounce_retry: BTreeMap<MsgId, u64>,
     done_tx: mpsc::UnboundedSender<Completion>,
     done_rx: mpsc::UnboundedReceiver<Completion>,
+    ready: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
@@ -151,7 +152,15 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             bounce_retry: BTreeMap::new(),
             done_tx,
             done_rx,
+            ready: None,
         }
+    }
+
+    /// Says on `ready` when the queue is recovered. Recovery clears `tmp/`,
+    /// so a process that also injects (an SMTP server) waits for this.
+    pub fn on_ready(mut self, ready: tokio::sync::oneshot::Sender<()>) -> Self {
+        self.ready = Some(ready);
+        self
     }
 
     fn env(&self) -> &E {
@@ -179,12 +188,17 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
     }
 
     /// Runs until [`Command::Stop`]: recovers the queue, resumes every
-    /// message in it, then serves triggers, timers and completions.
+    /// message in it, then serves triggers, timers and completions. Nothing
+    /// else may inject into the queue until recovery is done: see
+    /// [`Scheduler::on_ready`].
     pub async fn run(
         mut self,
         mut commands: mpsc::UnboundedReceiver<Command>,
     ) -> Result<(), SendError> {
         self.queue.recover().await?;
+        if let Some(ready) = self.ready.take() {
+            let _ = ready.send(());
+        }
         self.status();
         let now = self.now();
         for id in self.queue.list_active().await? {
