@@ -3,6 +3,7 @@
 //! scripted: each records what it was asked (reading the message through
 //! the reference it was given) and answers as the test says.
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -635,4 +636,103 @@ fn a_crash_at_any_point_of_a_message_life_loses_nothing() {
         "{total} operations, {states} crash states checked, {duplicates} duplicate deliveries"
     );
     assert!(states > 60);
+}
+
+#[test]
+fn control_files_and_their_defaults() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let fs = SimFs::new(1);
+    let env = SimEnv::new(fs.clone(), 1, identity());
+    let home = Home::new("/home");
+    let c = rt.block_on(SendControl::load(&env, &home)).unwrap();
+    // Nothing there: everything defaults to the host name.
+    assert_eq!(c, SendControl::defaults("mta"));
+    assert_eq!(c.router.route("x@mta").0, Channel::Local);
+
+    for (name, value) in [
+        ("me", "me.test\n"),
+        ("envnoathost", "noat.test\n"),
+        ("locals", "me.test\n# comment\nother.test\n"),
+        ("percenthack", "gw.test\n"),
+        ("virtualdomains", "virt.test:joe\n"),
+        ("concurrencylocal", "300\n"),
+        ("concurrencyremote", "7\n"),
+        ("queuelifetime", "3600\n"),
+        ("bouncefrom", "bounces\n"),
+        ("bouncehost", "b.test\n"),
+        ("doublebounceto", "admin\n"),
+        ("doublebouncehost", "d.test\n"),
+    ] {
+        fs.install_file(&home.control_file(name), value.as_bytes(), 0o644)
+            .unwrap();
+    }
+    let c = rt.block_on(SendControl::load(&env, &home)).unwrap();
+    assert_eq!(c.me, "me.test");
+    assert_eq!(c.concurrency_local, 120, "capped at qmail's conf-spawn");
+    assert_eq!(c.concurrency_remote, 7);
+    assert_eq!(c.queuelifetime, 3600);
+    assert_eq!(c.bounce.bouncefrom, "bounces");
+    assert_eq!(c.bounce.bouncehost, "b.test");
+    assert_eq!(c.bounce.doublebounceto, "admin");
+    assert_eq!(c.bounce.doublebouncehost, "d.test");
+    let r = &c.router;
+    assert_eq!(r.route("u"), (Channel::Remote, "u@noat.test".into()));
+    assert_eq!(
+        r.route("u@OTHER.test"),
+        (Channel::Local, "u@OTHER.test".into())
+    );
+    assert_eq!(
+        r.route("u%other.test@gw.test"),
+        (Channel::Local, "u@other.test".into())
+    );
+    assert_eq!(
+        r.route("u@virt.test"),
+        (Channel::Local, "joe-u@virt.test".into())
+    );
+
+    // A bad number is an error, not a silent default.
+    fs.install_file(&home.control_file("queuelifetime"), b"a week\n", 0o644)
+        .unwrap();
+    let e = rt.block_on(SendControl::load(&env, &home)).unwrap_err();
+    assert!(e.to_string().contains("queuelifetime"), "{e}");
+}
+
+#[test]
+fn sighup_rereads_the_control_files() {
+    // Three remote recipients that each defer once, slowly. With
+    // concurrencyremote 1 the first round runs one at a time; after a
+    // reload that says 3 (and an ALRM), the retries run three at once.
+    let script: Script = Arc::new(|_, attempt| {
+        if attempt == 0 {
+            (Outcome::Deferral("later\n".into()), Duration::from_secs(5))
+        } else {
+            (Outcome::Success("ok\n".into()), Duration::from_secs(5))
+        }
+    });
+    let mut c = control();
+    c.concurrency_remote = 1;
+    let mut w = world(
+        8,
+        Duration::from_millis(100),
+        c,
+        vec![msg(
+            "a@sim.test",
+            &["x@far.test", "y@far.test", "z@far.test"],
+            "m\n",
+        )],
+        script,
+    );
+    assert!(w.run_until(Duration::from_secs(60), |w| w.calls().len() == 3));
+    assert_eq!(w.ledger.lock().unwrap().max[1], 1);
+    w.fs.install_file(Path::new("/home/control/me"), b"sim.test\n", 0o644)
+        .unwrap();
+    w.fs.install_file(Path::new("/home/control/concurrencyremote"), b"3\n", 0o644)
+        .unwrap();
+    w.command(Command::Reload);
+    w.command(Command::RetryNow);
+    assert!(w.run_until(Duration::from_secs(60), |w| w.drained()));
+    assert_eq!(w.calls().len(), 6);
+    assert_eq!(w.ledger.lock().unwrap().max[1], 3);
 }

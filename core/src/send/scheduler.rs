@@ -71,12 +71,14 @@ struct Active {
     in_flight: [usize; 2],
     /// Recipients being delivered now, by channel and index.
     busy: BTreeSet<(usize, usize)>,
-    /// A recipient of the channel deferred since its last schedule.
-    deferred: [bool; 2],
-    /// When the channel's current round of attempts started: the retry
-    /// schedule counts from attempt starts, as qmail's does, so slow
-    /// attempts do not push every later retry back.
-    round_start: [u64; 2],
+    /// Recipients already tried in the current pass, by channel and index.
+    /// A pass tries each waiting recipient once; those that defer wait for
+    /// the next pass, at the next time on the retry schedule.
+    tried: BTreeSet<(usize, usize)>,
+    /// When the channel's current pass started: the retry schedule counts
+    /// from attempt starts, as qmail's does, so slow attempts do not push
+    /// every later retry back.
+    pass_start: [u64; 2],
 }
 
 impl Active {
@@ -86,19 +88,24 @@ impl Active {
             due: [None; 2],
             in_flight: [0; 2],
             busy: BTreeSet::new(),
-            deferred: [false; 2],
-            round_start: [0; 2],
+            tried: BTreeSet::new(),
+            pass_start: [0; 2],
         }
     }
 
-    /// Recipients of `ch` not done and not being delivered.
+    /// Recipients of `ch` still to try in this pass.
     fn waiting(&self, ch: Channel) -> impl Iterator<Item = usize> + '_ {
         self.state
             .recipients(ch)
             .iter()
             .enumerate()
-            .filter(move |(i, r)| !r.done && !self.busy.contains(&(ci(ch), *i)))
+            .filter(move |(i, r)| !r.done && !self.tried.contains(&(ci(ch), *i)))
             .map(|(i, _)| i)
+    }
+
+    /// Recipients of `ch` not done yet.
+    fn pending(&self, ch: Channel) -> bool {
+        self.state.recipients(ch).iter().any(|r| !r.done)
     }
 
     fn idle(&self) -> bool {
@@ -374,9 +381,10 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         let Some(m) = self.messages.get_mut(&id) else {
             return;
         };
-        if m.in_flight[c] == 0 {
-            m.round_start[c] = now;
+        if !m.tried.iter().any(|(x, _)| *x == c) {
+            m.pass_start[c] = now;
         }
+        m.tried.insert((c, index));
         m.busy.insert((c, index));
         m.in_flight[c] += 1;
         self.busy[c] += 1;
@@ -458,7 +466,6 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             }
             Outcome::Deferral(text) => {
                 emit(&log::delivery(number, "deferral", text));
-                m.deferred[c] = true;
                 Ok(())
             }
         };
@@ -486,16 +493,17 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                 // Not recorded: the recipient stays to do and is tried again
                 // on the schedule (a possible duplicate, never a loss).
                 tracing::warn!("unable to record delivery {number} of msg {id}: {e}");
-                m.deferred[c] = true;
             }
         }
-        let reschedule = (m.in_flight[c] == 0).then(|| {
-            if std::mem::take(&mut m.deferred[c]) {
-                next_retry(m.state.header.birth, m.round_start[c], ch).max(now)
-            } else {
-                now
-            }
-        });
+        // The pass is over when nothing is in flight and nothing is left to
+        // try; whatever is still pending deferred, and waits for the next
+        // time on the schedule.
+        let pass_over = m.in_flight[c] == 0 && m.waiting(ch).next().is_none();
+        let reschedule = (pass_over && m.pending(ch))
+            .then(|| next_retry(m.state.header.birth, m.pass_start[c], ch).max(now));
+        if pass_over {
+            m.tried.retain(|(x, _)| *x != c);
+        }
         self.status();
         if let Some(at) = reschedule {
             self.schedule(id, ch, at);
