@@ -736,3 +736,43 @@ fn sighup_rereads_the_control_files() {
     assert_eq!(w.calls().len(), 6);
     assert_eq!(w.ledger.lock().unwrap().max[1], 3);
 }
+
+#[test]
+fn sigterm_finishes_the_attempts_in_flight_and_starts_no_more() {
+    let script: Script = Arc::new(|_, _| {
+        (
+            Outcome::Success("did 1+0+0\n".into()),
+            Duration::from_secs(30),
+        )
+    });
+    let mut c = control();
+    c.concurrency_local = 2;
+    let mut w = world(
+        9,
+        Duration::from_millis(100),
+        c,
+        vec![msg(
+            "a@sim.test",
+            &["u1@sim.test", "u2@sim.test", "u3@sim.test"],
+            "m\n",
+        )],
+        script,
+    );
+    w.run_until(Duration::from_secs(5), |_| false);
+    w.command(Command::Stop);
+    // The scheduler returns once the two attempts in flight are done.
+    assert!(w.run_until(Duration::from_secs(120), |w| w.calls().len() == 2));
+    w.run_until(Duration::from_secs(120), |_| false);
+    assert_eq!(w.calls().len(), 2, "nothing started after the stop");
+    assert!(!w.sim.is_host_running("mta"), "the scheduler returned");
+    // Both outcomes were recorded before it returned: a restart delivers
+    // only the third recipient.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let queue = Queue::new(SimEnv::new(w.fs.clone(), 9, identity()), "/q");
+    let ids = rt.block_on(queue.list_active()).unwrap();
+    let state = rt.block_on(queue.load(ids[0])).unwrap();
+    let done: Vec<bool> = state.local.iter().map(|r| r.done).collect();
+    assert_eq!(done, [true, true, false]);
+}
