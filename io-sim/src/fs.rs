@@ -169,6 +169,8 @@ struct State {
     used: u64,
     stats: FsStats,
     trace: Option<Trace>,
+    /// Files locked (`FsFile::try_lock`) by a live handle.
+    locks: BTreeSet<Ino>,
 }
 
 /// A simulated filesystem. Cloning shares it (as processes share a disk).
@@ -220,6 +222,7 @@ impl SimFs {
                 used: 0,
                 stats: FsStats::default(),
                 trace: None,
+                locks: BTreeSet::new(),
             })),
         }
     }
@@ -522,6 +525,8 @@ impl State {
     }
 
     fn crash(&mut self, rng: &mut StdRng, opts: CrashOptions) {
+        // Every handle dies, and its locks with it.
+        self.locks.clear();
         let keep_p = opts.keep_probability.clamp(0.0, 1.0);
         // Names: keep each operation with probability keep_p, unless an earlier
         // operation on one of its names was lost.
@@ -720,6 +725,8 @@ pub struct SimFile {
     readable: bool,
     writable: bool,
     append: bool,
+    /// Whether this handle holds the file's lock.
+    locked: bool,
 }
 
 impl fmt::Debug for SimFile {
@@ -735,6 +742,9 @@ impl Drop for SimFile {
     fn drop(&mut self) {
         let mut st = self.fs.lock();
         if st.generation == self.generation {
+            if self.locked {
+                st.locks.remove(&self.ino);
+            }
             if let Some(i) = st.inodes.get_mut(&self.ino) {
                 i.open = i.open.saturating_sub(1);
             }
@@ -878,6 +888,19 @@ impl FsFile for SimFile {
     async fn metadata(&self) -> io::Result<Metadata> {
         self.live()?.metadata_of(self.ino)
     }
+
+    async fn try_lock(&mut self) -> io::Result<bool> {
+        let mut st = self.live()?;
+        if self.locked {
+            return Ok(true);
+        }
+        if !st.locks.insert(self.ino) {
+            return Ok(false);
+        }
+        drop(st);
+        self.locked = true;
+        Ok(true)
+    }
 }
 
 impl Fs for SimFs {
@@ -930,6 +953,7 @@ impl Fs for SimFs {
             readable: opts.read,
             writable: opts.write || opts.append,
             append: opts.append,
+            locked: false,
         })
     }
 
