@@ -171,6 +171,8 @@ struct State {
     trace: Option<Trace>,
     /// Files locked (`FsFile::try_lock`) by a live handle.
     locks: BTreeSet<Ino>,
+    /// Owners set by [`SimFs::set_owner`] (everything else belongs to uid 0).
+    owners: BTreeMap<Ino, u32>,
 }
 
 /// A simulated filesystem. Cloning shares it (as processes share a disk).
@@ -223,6 +225,7 @@ impl SimFs {
                 stats: FsStats::default(),
                 trace: None,
                 locks: BTreeSet::new(),
+                owners: BTreeMap::new(),
             })),
         }
     }
@@ -291,6 +294,15 @@ impl SimFs {
         let mut out = BTreeMap::new();
         st.walk(ROOT, PathBuf::from("/"), &mut out);
         out
+    }
+
+    /// Makes `uid` the owner of `path` (test setup; ownership is not part
+    /// of the crash model).
+    pub fn set_owner(&self, path: &Path, uid: u32) -> io::Result<()> {
+        let mut st = self.lock();
+        let ino = st.resolve(path)?;
+        st.owners.insert(ino, uid);
+        Ok(())
     }
 
     /// Plants a file and makes it and its name durable at once (test setup).
@@ -684,7 +696,7 @@ impl State {
             mtime: inode.mtime,
             mode: inode.mode,
             nlink: inode.nlink,
-            uid: 0,
+            uid: self.owners.get(&ino).copied().unwrap_or(0),
             ino,
         })
     }
