@@ -4,6 +4,9 @@
 
 use std::path::PathBuf;
 
+pub mod send;
+pub mod trigger;
+
 use qmail_core::home::{DEFAULT_HOME, Home};
 
 /// The installation: `flag` (a `--home` argument) if given, else
@@ -63,4 +66,33 @@ where
             std::process::ExitCode::from(111)
         }
     }
+}
+
+/// The log setup of the long-running programs: qmail-send's lines go to
+/// standard error bare, exactly as qmail-send writes them (multilog or the
+/// journal adds the time); everything else as `RUST_LOG` says (default
+/// `info`), with its level and target.
+pub fn init_logging() {
+    use tracing_subscriber::filter::{EnvFilter, Targets};
+    use tracing_subscriber::prelude::*;
+    let qmail_lines = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_level(false)
+        .with_target(false)
+        .with_ansi(false)
+        .with_filter(
+            Targets::new().with_target(qmail_core::send::log::LOG_TARGET, tracing::Level::INFO),
+        );
+    let other = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_filter(
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info"))
+                .add_directive("qmail_send=off".parse().expect("a valid directive")),
+        );
+    tracing_subscriber::registry()
+        .with(qmail_lines)
+        .with(other)
+        .init();
 }

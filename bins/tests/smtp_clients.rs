@@ -10,11 +10,15 @@ mod support;
 
 use support::{QmailRun, init_home};
 
-/// Messages in the queue's todo/, oldest first.
+/// Messages in the queue (todo/, or mess/ once the scheduler took them
+/// in), oldest first.
 fn queued(server: &QmailRun) -> Vec<Vec<u8>> {
-    let dir = server.home.path().join("queue/todo");
-    let mut names: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
+    let q = server.home.path().join("queue");
+    let mut dirs = vec![q.join("todo")];
+    dirs.extend((0..23).map(|n| q.join("mess").join(n.to_string())));
+    let mut names: Vec<PathBuf> = dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
     names.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());

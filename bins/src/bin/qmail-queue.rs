@@ -29,7 +29,10 @@ fn main() -> ExitCode {
     let queue = Queue::new(env.clone(), home.queue());
     let code = rt.block_on(async {
         match tokio::time::timeout(TIMEOUT, queue_one(&env, &queue)).await {
-            Ok(Ok(())) => 0,
+            Ok(Ok(())) => {
+                qmail_bins::trigger::pull(&home.queue());
+                0
+            }
             Ok(Err(e)) => e.exit_code(),
             Err(_) => 52,
         }

@@ -4,8 +4,10 @@
 //! * `qmail run [--home DIR] [--smtp ADDR]` runs the embedded default: one
 //!   process as the invoking user, its home from `--home`, else
 //!   `$QMAIL_HOME`, else `./qmail-home` (initialised on first use), SMTP on
-//!   127.0.0.1:2525 unless told otherwise, stopping cleanly on SIGTERM or
-//!   Ctrl-C.
+//!   127.0.0.1:2525 unless told otherwise, with the scheduler and local
+//!   delivery in the same process, stopping cleanly on SIGTERM or Ctrl-C
+//!   (SIGALRM retries the queue now, SIGHUP rereads the scheduler's
+//!   control files).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -111,13 +113,7 @@ fn raise_fd_limit() {
 
 fn run(home: Home, addr: SocketAddr) -> Result<()> {
     raise_fd_limit();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    qmail_bins::init_logging();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -125,8 +121,6 @@ fn run(home: Home, addr: SocketAddr) -> Result<()> {
     rt.block_on(async {
         init(&env, &home).await?;
         let queue = Queue::new(env.clone(), home.queue());
-        let report = queue.recover().await.context("recovering the queue")?;
-        tracing::info!(?report, "queue recovered");
         let mut control = SmtpdControl::load(&env, &home)
             .await
             .context("reading control files")?;
@@ -137,11 +131,46 @@ fn run(home: Home, addr: SocketAddr) -> Result<()> {
             .await
             .with_context(|| format!("listening on {addr}"))?;
         let bound = qmail_core::env::NetListener::local_addr(&listener)?;
+
+        // One stop for both halves: SMTP stops accepting, then the
+        // scheduler finishes the deliveries in flight.
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let scheduler = tokio::spawn(qmail_bins::send::run_scheduler(
+            queue.clone(),
+            home.clone(),
+            local_agent(&queue, &home).await?,
+            qmail_bins::send::NoRemoteDelivery,
+            ready_tx,
+            stopped(stop_rx.clone()),
+        ));
+        if ready_rx.await.is_err() {
+            // The scheduler ended before the queue was ready: say why.
+            return scheduler.await.context("scheduler task")?;
+        }
         eprintln!("qmail-rs: home {}, SMTP on {bound}", home.root.display());
-        smtpd::serve(queue, listener, control, shutdown_signal()).await?;
+        let smtp = smtpd::serve(queue, listener, control, async {
+            shutdown_signal().await;
+            let _ = stop_tx.send(true);
+        });
+        let smtp = smtp.await;
+        let _ = stop_tx.send(true);
+        scheduler.await.context("scheduler task")??;
+        smtp?;
         eprintln!("qmail-rs: stopped");
         Ok(())
     })
+}
+
+/// Local delivery of the embedded default.
+async fn local_agent(
+    _queue: &Queue<RealEnv>,
+    _home: &Home,
+) -> Result<qmail_bins::send::NoRemoteDelivery> {
+    Ok(qmail_bins::send::NoRemoteDelivery)
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

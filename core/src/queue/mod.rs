@@ -29,7 +29,7 @@ mod report;
 mod state;
 
 pub use error::{QueueError, qq_text};
-pub use format::{Envelope, MessageHeader};
+pub use format::{Envelope, HEADER_LEN, MessageHeader};
 pub use inject::Injection;
 pub use layout::{Layout, MsgId, SPLIT};
 pub use recover::RecoveryReport;
