@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod helper;
 pub mod send;
 pub mod trigger;
 
@@ -95,4 +96,34 @@ pub fn init_logging() {
         .with(qmail_lines)
         .with(other)
         .init();
+}
+
+/// The local delivery agent for `home` in `mode`: `control/defaultdelivery`
+/// applied, `$QMAILQUEUE` honoured for forwards, and programs finding the
+/// helper programs (`forward`, `preline`, ...) next to this executable, then
+/// in `<home>/bin`, then in the usual places.
+pub async fn local_delivery(
+    queue: &qmail_core::queue::Queue<qmail_io_real::RealEnv>,
+    home: &Home,
+    mode: qmail_core::local::Mode,
+) -> anyhow::Result<qmail_core::local::LocalDelivery<qmail_io_real::RealEnv>> {
+    use anyhow::Context;
+    let mut config = qmail_core::local::LocalConfig::load(queue.env(), home, mode)
+        .await
+        .context("reading control/defaultdelivery")?;
+    config.queue_program = queue_program();
+    let mut dirs: Vec<String> = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.display().to_string()))
+        .into_iter()
+        .collect();
+    dirs.push(home.bin().display().to_string());
+    dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
+    config.program_env.retain(|(k, _)| k != "PATH");
+    config.program_env.push(("PATH".into(), dirs.join(":")));
+    Ok(qmail_core::local::LocalDelivery::new(
+        queue.clone(),
+        home.clone(),
+        config,
+    ))
 }
