@@ -98,17 +98,31 @@ pub fn init_logging() {
         .init();
 }
 
-/// The local delivery agent for `home` in `mode`: `control/defaultdelivery`
-/// applied, `$QMAILQUEUE` honoured for forwards, and programs finding the
-/// helper programs (`forward`, `preline`, ...) next to this executable, then
-/// in `<home>/bin`, then in the usual places.
+/// The local delivery agent for `home` in `mode` (see [`local_config`]).
 pub async fn local_delivery(
     queue: &qmail_core::queue::Queue<qmail_io_real::RealEnv>,
     home: &Home,
     mode: qmail_core::local::Mode,
 ) -> anyhow::Result<qmail_core::local::LocalDelivery<qmail_io_real::RealEnv>> {
+    let config = local_config(queue.env(), home, mode).await?;
+    Ok(qmail_core::local::LocalDelivery::new(
+        queue.clone(),
+        home.clone(),
+        config,
+    ))
+}
+
+/// Local delivery's settings for `home` in `mode`: `control/defaultdelivery`
+/// applied, `$QMAILQUEUE` honoured for forwards, and programs finding the
+/// helper programs (`forward`, `preline`, ...) next to this executable, then
+/// in `<home>/bin`, then in the usual places.
+pub async fn local_config(
+    env: &qmail_io_real::RealEnv,
+    home: &Home,
+    mode: qmail_core::local::Mode,
+) -> anyhow::Result<qmail_core::local::LocalConfig> {
     use anyhow::Context;
-    let mut config = qmail_core::local::LocalConfig::load(queue.env(), home, mode)
+    let mut config = qmail_core::local::LocalConfig::load(env, home, mode)
         .await
         .context("reading control/defaultdelivery")?;
     config.queue_program = queue_program();
@@ -121,9 +135,5 @@ pub async fn local_delivery(
     dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
     config.program_env.retain(|(k, _)| k != "PATH");
     config.program_env.push(("PATH".into(), dirs.join(":")));
-    Ok(qmail_core::local::LocalDelivery::new(
-        queue.clone(),
-        home.clone(),
-        config,
-    ))
+    Ok(config)
 }

@@ -482,3 +482,116 @@ fn qmail_run_delivers_to_two_users_and_a_forward() {
     assert!(got[0].contains("Hello locals."));
     server.stop();
 }
+
+#[test]
+fn qmail_local_with_qmails_arguments() {
+    let qhome = init_home(None, None);
+    let dir = tempfile::tempdir().unwrap();
+    let h = dir.path().to_str().unwrap();
+    let run = |args: &[&str], stdin: &str| {
+        let mut all = vec![];
+        all.extend_from_slice(args);
+        helper(
+            "qmail-local",
+            &all,
+            &[("QMAIL_HOME", qhome.path().to_str().unwrap())],
+            stdin,
+        )
+    };
+    // No .qmail for the bare user: the default delivery argument.
+    assert_eq!(
+        code(&helper("maildirmake", &[&format!("{h}/Maildir")], &[], "")),
+        0
+    );
+    let o = run(
+        &[
+            "bob",
+            h,
+            "bob",
+            "",
+            "",
+            "example.org",
+            "a@b.test",
+            "./Maildir/\n",
+        ],
+        MSG,
+    );
+    assert_eq!(
+        (code(&o), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (0, "did 1+0+0\n"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        python_read("maildir", &dir.path().join("Maildir")),
+        "RP <a@b.test>\nDT ['bob@example.org']\nSUBJECT local test\nBODY 'From the top\\n>From quoted\\nlast line\\n'\n"
+    );
+    // An extension nobody handles.
+    let o = run(
+        &[
+            "bob",
+            h,
+            "bob-x",
+            "-",
+            "x",
+            "example.org",
+            "a@b.test",
+            "./Maildir/\n",
+        ],
+        MSG,
+    );
+    assert_eq!(
+        (code(&o), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (100, "Sorry, no mailbox here by that name. (#5.1.1)\n")
+    );
+    // -n describes the instructions.
+    std::fs::write(
+        dir.path().join(".qmail-list"),
+        "# c\n./Maildir/\n./Mailbox\n|cat\n&x@y.test\n",
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "-n",
+            "bob",
+            h,
+            "bob-list",
+            "-",
+            "list",
+            "example.org",
+            "a@b.test",
+            "./Maildir/\n",
+        ],
+        MSG,
+    );
+    assert_eq!(
+        (code(&o), String::from_utf8_lossy(&o.stdout).as_ref()),
+        (
+            0,
+            "maildir ./Maildir/\nmbox ./Mailbox\nprogram cat\nforward x@y.test\n"
+        )
+    );
+    // A loop.
+    let looped = format!("Delivered-To: bob@example.org\n{MSG}");
+    let o = run(
+        &[
+            "bob",
+            h,
+            "bob",
+            "",
+            "",
+            "example.org",
+            "a@b.test",
+            "./Maildir/\n",
+        ],
+        &looped,
+    );
+    assert_eq!(code(&o), 100);
+    assert_eq!(
+        code(&run(
+            &["bob", "relative", "bob", "", "", "d", "s", "./Maildir/"],
+            ""
+        )),
+        100
+    );
+}

@@ -134,15 +134,31 @@ impl<E: Env> LocalDelivery<E> {
     pub fn config(&self) -> &LocalConfig {
         &self.inner.config
     }
+
+    /// Delivers `job` for a recipient already resolved (qmail-local with
+    /// its arguments, as qmail-lspawn runs it).
+    pub async fn deliver_to(&self, who: &Recipient, job: &DeliveryJob) -> Outcome {
+        outcome(self.inner.run_for(who, job, true).await)
+    }
+
+    /// What `deliver_to` would do, without doing it (qmail-local -n): one
+    /// `maildir`, `mbox`, `program` or `forward` line per delivery.
+    pub async fn describe(&self, who: &Recipient, job: &DeliveryJob) -> Outcome {
+        outcome(self.inner.run_for(who, job, false).await)
+    }
+}
+
+fn outcome(r: Result<String, Fail>) -> Outcome {
+    match r {
+        Ok(text) => Outcome::Success(text),
+        Err(Fail::Temporary(text)) => Outcome::Deferral(text),
+        Err(Fail::Permanent(text)) => Outcome::Failure(text),
+    }
 }
 
 impl<E: Env> Deliver for LocalDelivery<E> {
     async fn deliver(&self, job: DeliveryJob) -> Outcome {
-        match self.inner.run(&job).await {
-            Ok(text) => Outcome::Success(text),
-            Err(Fail::Temporary(text)) => Outcome::Deferral(text),
-            Err(Fail::Permanent(text)) => Outcome::Failure(text),
-        }
+        outcome(self.inner.run(&job).await)
     }
 }
 
@@ -159,18 +175,44 @@ fn temp(text: impl Into<String>) -> Fail {
     Fail::Temporary(t)
 }
 
-/// The user in charge of an address.
-#[derive(Debug, Clone)]
-struct Target {
-    user: String,
-    uid: u32,
-    home: PathBuf,
-    dash: String,
-    ext: String,
-    run_as: Option<(u32, u32)>,
-    alias: bool,
+/// The user in charge of an address: whose `.qmail<dash><ext>` file in
+/// which home directory controls it (qmail-local's arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// `USER` for programs.
+    pub user: String,
+    /// Recorded as the forwarder in the queue (`invoked by uid N`).
+    pub uid: u32,
+    pub home: PathBuf,
+    pub dash: String,
+    pub ext: String,
+    /// Programs run as this (uid, gid); `None` keeps the current identity.
+    pub run_as: Option<(u32, u32)>,
+    /// The alias user (forwards say `invoked by alias`).
+    pub alias: bool,
     /// Embedded mode: the maildir for an address no `.qmail` file covers.
-    fallback: Option<PathBuf>,
+    pub fallback: Option<PathBuf>,
+}
+
+/// `local` and `host` of `local@host` (the last `@` splits).
+fn split(recipient: &str) -> (&str, &str) {
+    recipient.rsplit_once('@').unwrap_or((recipient, ""))
+}
+
+/// qmail-local -n's description of a `.qmail` file: one line per delivery.
+fn describe(instructions: &[Instruction]) -> String {
+    let mut out = String::new();
+    for ins in instructions {
+        let (kind, what) = match ins {
+            Instruction::Maildir(p) => ("maildir", p),
+            Instruction::Mbox(p) => ("mbox", p),
+            Instruction::Program(c) => ("program", c),
+            Instruction::Forward(a) => ("forward", a),
+            _ => continue,
+        };
+        out.push_str(&format!("{kind} {what}\n"));
+    }
+    out
 }
 
 /// The mailbox directory name for a local part: lowercased, with `/` and a
@@ -215,12 +257,12 @@ impl<E: Env> Inner<E> {
             .map_err(|e| temp(format!("Unable to read message: {e}. (#4.3.0)")))
     }
 
-    async fn resolve(&self, local: &str) -> Result<Option<Target>, Fail> {
+    async fn resolve(&self, local: &str) -> Result<Option<Recipient>, Fail> {
         let env = self.env();
         let home = &self.inner_home();
         if self.config.mode == Mode::Embedded {
             let id = env.identity();
-            return Ok(Some(Target {
+            return Ok(Some(Recipient {
                 user: "alias".into(),
                 uid: id.uid,
                 home: home.alias(),
@@ -238,7 +280,7 @@ impl<E: Env> Inner<E> {
                 let table = AssignTable::parse(&String::from_utf8_lossy(&text))
                     .map_err(|e| temp(format!("Unable to use users/assign: {e}. (#4.3.0)")))?;
                 if let Some(a) = table.lookup(local) {
-                    return Ok(Some(Target {
+                    return Ok(Some(Recipient {
                         alias: a.user == "alias",
                         run_as: Some((a.uid, a.gid)),
                         user: a.user,
@@ -268,7 +310,7 @@ impl<E: Env> Inner<E> {
                 Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(lookup_err(e)),
             }
-            return Ok(Some(Target {
+            return Ok(Some(Recipient {
                 user: u.name,
                 uid: u.uid,
                 home: u.home,
@@ -284,7 +326,7 @@ impl<E: Env> Inner<E> {
             }));
         }
         match env.users().by_name("alias").await.map_err(lookup_err)? {
-            Some(a) => Ok(Some(Target {
+            Some(a) => Ok(Some(Recipient {
                 user: a.name,
                 uid: a.uid,
                 home: home.alias(),
@@ -316,16 +358,25 @@ impl<E: Env> Inner<E> {
     }
 
     async fn run(&self, job: &DeliveryJob) -> Result<String, Fail> {
-        let env = self.env();
-        let fs = env.fs();
-        let (local, host) = job
-            .recipient
-            .rsplit_once('@')
-            .unwrap_or((job.recipient.as_str(), ""));
-        let start = env.clock().unix_secs();
+        let (local, _) = split(&job.recipient);
         let Some(target) = self.resolve(local).await? else {
             return Err(Fail::Permanent(NO_MAILBOX.into()));
         };
+        self.run_for(&target, job, true).await
+    }
+
+    /// qmail-local's part: deliver (or with `doit` false, describe) for the
+    /// recipient `target` has resolved to.
+    async fn run_for(
+        &self,
+        target: &Recipient,
+        job: &DeliveryJob,
+        doit: bool,
+    ) -> Result<String, Fail> {
+        let env = self.env();
+        let fs = env.fs();
+        let (local, host) = split(&job.recipient);
+        let start = env.clock().unix_secs();
 
         // The home directory: it must be safe to follow its .qmail files.
         let home_exists = match fs.metadata(&target.home).await {
@@ -369,14 +420,16 @@ impl<E: Env> Inner<E> {
         let dtline = vars.dtline();
 
         // Loop protection.
-        let scan = scan_header(&mut self.reader(&job.message).await?, &dtline)
-            .await
-            .map_err(|e| temp(format!("Unable to read message: {e}. (#4.3.0)")))?;
-        if scan.has_line {
-            return Err(Fail::Permanent(LOOPING.into()));
-        }
-        if scan.delivered_to >= self.config.max_delivered_to {
-            return Err(Fail::Permanent(TOO_MANY_HOPS.into()));
+        if doit {
+            let scan = scan_header(&mut self.reader(&job.message).await?, &dtline)
+                .await
+                .map_err(|e| temp(format!("Unable to read message: {e}. (#4.3.0)")))?;
+            if scan.has_line {
+                return Err(Fail::Permanent(LOOPING.into()));
+            }
+            if scan.delivered_to >= self.config.max_delivered_to {
+                return Err(Fail::Permanent(TOO_MANY_HOPS.into()));
+            }
         }
 
         // The .qmail file.
@@ -410,6 +463,7 @@ impl<E: Env> Inner<E> {
             }
             None if !target.dash.is_empty() => {
                 return match &target.fallback {
+                    Some(dir) if !doit => Ok(format!("maildir {}/\n", dir.display())),
                     Some(dir) => self.deliver_fallback(job, &vars, dir).await,
                     None => Err(Fail::Permanent(NO_MAILBOX.into())),
                 };
@@ -429,14 +483,17 @@ impl<E: Env> Inner<E> {
             forward_only = false;
         }
         let instructions = dotqmail::parse(&text).map_err(|e| temp(e.text()))?;
-        self.follow(job, &target, &vars, instructions, forward_only)
+        if !doit {
+            return Ok(describe(&instructions));
+        }
+        self.follow(job, target, &vars, instructions, forward_only)
             .await
     }
 
     async fn follow(
         &self,
         job: &DeliveryJob,
-        target: &Target,
+        target: &Recipient,
         vars: &Vars,
         instructions: Vec<Instruction>,
         mut forward_only: bool,
