@@ -828,3 +828,96 @@ fn forwarding_through_a_queue_program() {
         )
     );
 }
+
+#[test]
+fn concurrent_deliveries_to_one_maildir_and_one_mbox() {
+    let w = World::new(Mode::System);
+    let home = w.user("bob", 1001);
+    w.maildir(&home.join("Maildir"));
+    w.file(&home.join(".qmail"), "./Maildir/\n./Mailbox\n", 0o644);
+    // Slow syncs make the deliveries interleave (and contend for the lock).
+    w.fs.set_faults(FsFaults {
+        slow_sync: Some((
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(20),
+        )),
+        ..FsFaults::default()
+    });
+    const N: usize = 20;
+    let outs = rt().block_on(async {
+        let mut jobs = Vec::new();
+        for i in 0..N {
+            let msg = format!("Subject: {i}\n\nFrom body {i}\n");
+            let mut inj = w.queue.begin().await.unwrap();
+            inj.write(msg.as_bytes()).await.unwrap();
+            let id = inj
+                .commit(
+                    &Envelope {
+                        sender: "a@b".into(),
+                        recipients: vec!["bob@x".into()],
+                    },
+                    1,
+                    1,
+                )
+                .await
+                .unwrap();
+            let (path, offset, len) = w.queue.message_location(id).await.unwrap();
+            jobs.push(DeliveryJob {
+                id,
+                channel: Channel::Local,
+                sender: "a@b".into(),
+                recipient: "bob@x".into(),
+                message: MessageRef { path, offset, len },
+                number: i as u64,
+            });
+        }
+        let tasks: Vec<_> = jobs
+            .into_iter()
+            .map(|j| {
+                let agent = w.agent.clone();
+                tokio::spawn(async move { agent.deliver(j).await })
+            })
+            .collect();
+        let mut outs = Vec::new();
+        for t in tasks {
+            outs.push(t.await.unwrap());
+        }
+        outs
+    });
+    assert!(
+        outs.iter().all(|o| *o == success("did 2+0+0\n")),
+        "{outs:?}"
+    );
+    let want: Vec<Vec<u8>> = {
+        let mut v: Vec<Vec<u8>> = (0..N)
+            .map(|i| {
+                stored(
+                    "a@b",
+                    "bob@x",
+                    format!("Subject: {i}\n\nFrom body {i}\n").as_bytes(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        w.new_mail(&home.join("Maildir")),
+        want,
+        "every name unique, every file whole"
+    );
+    let mbox = String::from_utf8(w.read(&home.join("Mailbox")).unwrap()).unwrap();
+    let mut blocks: Vec<String> = mbox
+        .split("From a@b ")
+        .filter(|b| !b.is_empty())
+        .map(|b| b.split_once('\n').unwrap().1.to_string())
+        .collect();
+    blocks.sort();
+    let mut expect: Vec<String> = (0..N)
+        .map(|i| {
+            format!("Return-Path: <a@b>\nDelivered-To: bob@x\nSubject: {i}\n\n>From body {i}\n\n")
+        })
+        .collect();
+    expect.sort();
+    assert_eq!(blocks, expect, "messages appended whole, one after another");
+}

@@ -2,10 +2,11 @@
 //! qmail-local's job for one recipient): find the user, check the home
 //! directory and the loop protection, find the `.qmail` file and follow it.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
 
 use super::assign::{AssignTable, passwd_candidates};
 use super::dotqmail::{self, Instruction};
@@ -116,6 +117,9 @@ struct Inner<E: Env> {
     config: LocalConfig,
     /// Maildir deliveries so far (part of each unique file name).
     counter: AtomicU64,
+    /// Embedded mode: mailboxes made durable by this agent, which need no
+    /// second look.
+    durable_mailboxes: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl<E: Env> LocalDelivery<E> {
@@ -127,6 +131,7 @@ impl<E: Env> LocalDelivery<E> {
                 home,
                 config,
                 counter: AtomicU64::new(0),
+                durable_mailboxes: Mutex::new(BTreeSet::new()),
             }),
         }
     }
@@ -631,9 +636,20 @@ impl<E: Env> Inner<E> {
         dir: &Path,
     ) -> Result<String, Fail> {
         let env = self.env();
-        create_maildir(env.fs(), dir)
-            .await
-            .map_err(|e| temp(format!("Unable to create {}: {e}. (#4.3.0)", dir.display())))?;
+        let known = self
+            .durable_mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(dir);
+        if !known {
+            create_maildir(env.fs(), dir, &self.home.root)
+                .await
+                .map_err(|e| temp(format!("Unable to create {}: {e}. (#4.3.0)", dir.display())))?;
+            self.durable_mailboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dir.to_path_buf());
+        }
         let prefix = format!("{}{}", vars.rpline(), vars.dtline());
         let mut src = self.reader(&job.message).await?;
         deliver_maildir(env, &self.counter, dir, prefix.as_bytes(), &mut src)

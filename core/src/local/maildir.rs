@@ -132,9 +132,11 @@ async fn write_and_link<E: Env, F: FsFile, S: ByteSource>(
 }
 
 /// Creates the maildir `dir` (and missing parents) with `tmp/`, `new/` and
-/// `cur/`, making every created name durable. Existing parts are kept.
-pub async fn create_maildir<F: Fs>(fs: &F, dir: &Path) -> io::Result<()> {
-    let mut created = Vec::new();
+/// `cur/`, keeping what exists, then makes the whole chain durable: `dir`
+/// itself and every directory above it up to and including `top`. The
+/// chain is synced even when nothing was created here, since an earlier
+/// attempt (or a concurrent delivery) may have created it without syncing.
+pub async fn create_maildir<F: Fs>(fs: &F, dir: &Path, top: &Path) -> io::Result<()> {
     let mut missing = Vec::new();
     let mut cur = Some(dir);
     while let Some(p) = cur {
@@ -145,34 +147,25 @@ pub async fn create_maildir<F: Fs>(fs: &F, dir: &Path) -> io::Result<()> {
         cur = p.parent();
     }
     for p in missing.into_iter().rev() {
-        make_dir(fs, &p, &mut created).await?;
+        make_dir(fs, &p).await?;
     }
     for sub in ["tmp", "new", "cur"] {
-        let p = dir.join(sub);
-        if !fs.exists(&p).await {
-            make_dir(fs, &p, &mut created).await?;
-        }
+        make_dir(fs, &dir.join(sub)).await?;
     }
-    // Deepest first, so a parent's entry is synced after the child's own.
-    let mut parents: Vec<PathBuf> = created
-        .iter()
-        .filter_map(|p: &PathBuf| p.parent().map(Path::to_path_buf))
-        .collect();
-    parents.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    parents.dedup();
-    for p in parents {
-        fs.sync_dir(&p).await?;
+    let mut p = Some(dir);
+    while let Some(d) = p {
+        fs.sync_dir(d).await?;
+        if d == top {
+            break;
+        }
+        p = d.parent();
     }
     Ok(())
 }
 
-async fn make_dir<F: Fs>(fs: &F, p: &Path, created: &mut Vec<PathBuf>) -> io::Result<()> {
+async fn make_dir<F: Fs>(fs: &F, p: &Path) -> io::Result<()> {
     match fs.create_dir(p, 0o700).await {
-        Ok(()) => {
-            created.push(p.to_path_buf());
-            Ok(())
-        }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
-        Err(e) => Err(e),
+        Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(e),
+        _ => Ok(()),
     }
 }

@@ -91,11 +91,6 @@ pub async fn deliver_mbox<E: Env, S: ByteSource>(
 ) -> Result<(), MboxError> {
     let fs = env.fs();
     let shown = path.display();
-    let created = match fs.metadata(path).await {
-        Ok(_) => false,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => true,
-        Err(e) => return Err(MboxError(format!("Unable to open {shown}: {e}. (#4.2.1)"))),
-    };
     let mut file = fs
         .open(path, &OpenOptions::append().with_mode(0o600))
         .await
@@ -107,31 +102,29 @@ pub async fn deliver_mbox<E: Env, S: ByteSource>(
         .map_err(|e| MboxError(format!("Unable to open {shown}: {e}. (#4.2.1)")))?
         .len;
     let written = append(&mut file, prefix, source).await;
+    let wfail = |e: io::Error| format!("Unable to write {shown}: {e}. (#4.3.0)");
     let result = match written {
-        Ok(()) => file
-            .sync_all()
-            .await
-            .map_err(|e| format!("Unable to write {shown}: {e}. (#4.3.0)")),
+        Ok(()) => match file.sync_all().await {
+            // The file's name must be durable too. Whether it is cannot be
+            // told (an earlier attempt may have created the file and failed
+            // before syncing), so the directory is always synced.
+            Ok(()) => match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                Some(dir) => fs.sync_dir(dir).await.map_err(wfail),
+                None => Ok(()),
+            },
+            Err(e) => Err(wfail(e)),
+        },
         Err(e) => Err(e.describe(path)),
     };
-    match result {
-        Ok(()) => {
-            if created && let Some(dir) = path.parent() {
-                fs.sync_dir(dir)
-                    .await
-                    .map_err(|e| MboxError(format!("Unable to write {shown}: {e}. (#4.3.0)")))?;
-            }
-            Ok(())
+    if let Err(text) = result {
+        // Without the lock someone else may have appended meanwhile:
+        // cutting could destroy their message, so only the lock holder cuts.
+        if locked && file.set_len(pos).await.is_ok() {
+            let _ = file.sync_all().await;
         }
-        Err(text) => {
-            // Without the lock someone else may have appended meanwhile:
-            // cutting could destroy their message, so only the lock holder cuts.
-            if locked && file.set_len(pos).await.is_ok() {
-                let _ = file.sync_all().await;
-            }
-            Err(MboxError(text))
-        }
+        return Err(MboxError(text));
     }
+    Ok(())
 }
 
 /// Takes the lock, waiting up to [`LOCK_WAIT`]. A file that cannot be
