@@ -118,12 +118,17 @@ pub fn forward_file(
         uid,
     };
     let program = crate::queue_program();
-    rt.block_on(forward(
+    let result = rt.block_on(forward(
         &queue,
         program.as_deref(),
         &req,
         &mut FileSource(message),
-    ))
+    ));
+    if result.is_ok() && program.is_none() {
+        // Wake a running scheduler, as qmail-queue does.
+        crate::trigger::pull(&home.queue());
+    }
+    result
 }
 
 /// Says `text` on standard error and exits with `code` (qmail's strerr_die).

@@ -420,6 +420,8 @@ fn qmail_run_delivers_to_two_users_and_a_forward() {
     set_control(home.path(), "locals", "mail.test");
     let alias = home.path().join("alias");
     std::fs::write(alias.join(".qmail-team"), "carol@mail.test\n").unwrap();
+    // The forward helper, found on qmail run's PATH for programs.
+    std::fs::write(alias.join(".qmail-relay"), "|forward dave@mail.test\n").unwrap();
     let server = QmailRun::start(home);
     let root = server.home.path().to_path_buf();
     let st = Command::new("swaks")
@@ -428,7 +430,7 @@ fn qmail_run_delivers_to_two_users_and_a_forward() {
             "--from",
             "alice@example.org",
             "--to",
-            "u1@mail.test,u2@mail.test,team@mail.test",
+            "u1@mail.test,u2@mail.test,team@mail.test,relay@mail.test",
         ])
         .args([
             "--helo",
@@ -476,6 +478,14 @@ fn qmail_run_delivers_to_two_users_and_a_forward() {
     assert!(got[0].contains(" invoked by alias); "), "{}", got[0]);
     assert!(
         got[0].contains("\nDelivered-To: team@mail.test\n"),
+        "{}",
+        got[0]
+    );
+    assert!(got[0].contains("Hello locals."));
+    let got = wait_maildir(&mb.join("dave/Maildir"), 1);
+    assert_eq!(got.len(), 1, "|forward delivered");
+    assert!(
+        got[0].contains("\nDelivered-To: relay@mail.test\n"),
         "{}",
         got[0]
     );

@@ -98,7 +98,8 @@ fn run(
         };
         config.default_delivery = aliasempty.to_string();
         let queue = Queue::new(env.clone(), home.queue());
-        let agent = LocalDelivery::new(queue, home, config);
+        let wake = config.queue_program.is_none();
+        let agent = LocalDelivery::new(queue, home.clone(), config);
         let who = Recipient {
             user: user.to_string(),
             uid: env.identity().uid,
@@ -121,11 +122,15 @@ fn run(
             },
             number: 0,
         };
-        if doit {
-            agent.deliver_to(&who, &job).await
-        } else {
-            agent.describe(&who, &job).await
+        if !doit {
+            return agent.describe(&who, &job).await;
         }
+        let outcome = agent.deliver_to(&who, &job).await;
+        if wake && matches!(outcome, Outcome::Success(_)) {
+            // A forward may have been queued: wake a running scheduler.
+            qmail_bins::trigger::pull(&home.queue());
+        }
+        outcome
     })
 }
 

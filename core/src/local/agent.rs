@@ -264,7 +264,7 @@ impl<E: Env> Inner<E> {
 
     async fn resolve(&self, local: &str) -> Result<Option<Recipient>, Fail> {
         let env = self.env();
-        let home = &self.inner_home();
+        let home = &self.home;
         if self.config.mode == Mode::Embedded {
             let id = env.identity();
             return Ok(Some(Recipient {
@@ -343,10 +343,6 @@ impl<E: Env> Inner<E> {
             })),
             None => Ok(None),
         }
-    }
-
-    fn inner_home(&self) -> Home {
-        self.home.clone()
     }
 
     /// Whether a file exists (a `-owner` file): an error other than "not
