@@ -53,6 +53,9 @@ impl FsFile for CountingFile {
     async fn metadata(&self) -> std::io::Result<Metadata> {
         self.inner.metadata().await
     }
+    async fn try_lock(&mut self) -> std::io::Result<bool> {
+        self.inner.try_lock().await
+    }
 }
 
 impl Fs for CountingFs {

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+pub mod helper;
 pub mod send;
 pub mod trigger;
 
@@ -95,4 +96,44 @@ pub fn init_logging() {
         .with(qmail_lines)
         .with(other)
         .init();
+}
+
+/// The local delivery agent for `home` in `mode` (see [`local_config`]).
+pub async fn local_delivery(
+    queue: &qmail_core::queue::Queue<qmail_io_real::RealEnv>,
+    home: &Home,
+    mode: qmail_core::local::Mode,
+) -> anyhow::Result<qmail_core::local::LocalDelivery<qmail_io_real::RealEnv>> {
+    let config = local_config(queue.env(), home, mode).await?;
+    Ok(qmail_core::local::LocalDelivery::new(
+        queue.clone(),
+        home.clone(),
+        config,
+    ))
+}
+
+/// Local delivery's settings for `home` in `mode`: `control/defaultdelivery`
+/// applied, `$QMAILQUEUE` honoured for forwards, and programs finding the
+/// helper programs (`forward`, `preline`, ...) next to this executable, then
+/// in `<home>/bin`, then in the usual places.
+pub async fn local_config(
+    env: &qmail_io_real::RealEnv,
+    home: &Home,
+    mode: qmail_core::local::Mode,
+) -> anyhow::Result<qmail_core::local::LocalConfig> {
+    use anyhow::Context;
+    let mut config = qmail_core::local::LocalConfig::load(env, home, mode)
+        .await
+        .context("reading control/defaultdelivery")?;
+    config.queue_program = queue_program();
+    let mut dirs: Vec<String> = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.display().to_string()))
+        .into_iter()
+        .collect();
+    dirs.push(home.bin().display().to_string());
+    dirs.extend(["/usr/local/bin", "/usr/bin", "/bin"].map(String::from));
+    config.program_env.retain(|(k, _)| k != "PATH");
+    config.program_env.push(("PATH".into(), dirs.join(":")));
+    Ok(config)
 }

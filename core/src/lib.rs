@@ -12,6 +12,7 @@ pub mod date;
 pub mod deliver;
 pub mod env;
 pub mod home;
+pub mod local;
 pub mod queue;
 pub mod send;
 pub mod smtp;

@@ -20,6 +20,7 @@ pub const FS_CHECKS: &[&str] = &[
     "append_and_truncate",
     "remove_and_not_found",
     "directories",
+    "lock",
 ];
 
 /// Runs the whole filesystem behaviour suite under `root`, an existing empty
@@ -43,6 +44,7 @@ async fn run_check<F: Fs>(fs: &F, name: &str, dir: &Path) {
         "append_and_truncate" => append_and_truncate(fs, dir).await,
         "remove_and_not_found" => remove_and_not_found(fs, dir).await,
         "directories" => directories(fs, dir).await,
+        "lock" => lock(fs, dir).await,
         other => panic!("unknown check {other}"),
     }
 }
@@ -314,5 +316,26 @@ async fn directories<F: Fs>(fs: &F, dir: &Path) {
         fs.open(&dir.join("file/x"), &OpenOptions::create_new())
             .await
             .is_err()
+    );
+}
+
+async fn lock<F: Fs>(fs: &F, dir: &Path) {
+    let p = dir.join("mbox");
+    write_file(fs, &p, b"x").await;
+    let mut a = fs.open(&p, &OpenOptions::append()).await.expect("open a");
+    let mut b = fs.open(&p, &OpenOptions::append()).await.expect("open b");
+    assert!(a.try_lock().await.expect("lock a"), "a free file locks");
+    assert!(
+        a.try_lock().await.expect("relock a"),
+        "the holder may lock again"
+    );
+    assert!(
+        !b.try_lock().await.expect("lock b"),
+        "a second handle must not get a held lock"
+    );
+    drop(a);
+    assert!(
+        b.try_lock().await.expect("lock b again"),
+        "closing the holder releases the lock"
     );
 }

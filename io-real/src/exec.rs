@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
 use std::path::Path;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::process::Command;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -103,9 +103,16 @@ impl Exec for RealExec {
             // say) closes the pipe: that is its right, not an error.
             let r = async {
                 stdin.write_all(&input.prefix).await?;
-                if let Some(path) = &input.file {
-                    let mut f = tokio::fs::File::open(path).await?;
-                    tokio::io::copy(&mut f, &mut stdin).await?;
+                if let Some(range) = &input.file {
+                    let mut f = tokio::fs::File::open(&range.path).await?;
+                    f.seek(std::io::SeekFrom::Start(range.offset)).await?;
+                    let copied = tokio::io::copy(&mut (&mut f).take(range.len), &mut stdin).await?;
+                    if copied != range.len {
+                        return Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            format!("{} is shorter than its range", range.path.display()),
+                        ));
+                    }
                 }
                 stdin.shutdown().await
             }

@@ -85,6 +85,14 @@ impl FsFile for RealFile {
     async fn metadata(&self) -> io::Result<Metadata> {
         self.file.metadata().map(|m| convert_metadata(&m))
     }
+
+    async fn try_lock(&mut self) -> io::Result<bool> {
+        match self.file.try_lock() {
+            Ok(()) => Ok(true),
+            Err(fs::TryLockError::WouldBlock) => Ok(false),
+            Err(fs::TryLockError::Error(e)) => Err(e),
+        }
+    }
 }
 
 impl Fs for RealFs {

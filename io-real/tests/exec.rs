@@ -1,6 +1,6 @@
 //! Program execution through /bin/sh with a controlled environment.
 
-use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramSpec};
+use qmail_core::env::{Exec, ExitCode, FileRange, ProgramInput, ProgramSpec};
 use qmail_io_real::RealExec;
 
 fn spec(command: &str, dir: &std::path::Path) -> ProgramSpec {
@@ -19,13 +19,13 @@ fn spec(command: &str, dir: &std::path::Path) -> ProgramSpec {
 async fn program_gets_stdin_env_and_exit_code() {
     let dir = tempfile::tempdir().unwrap();
     let body = dir.path().join("body");
-    std::fs::write(&body, b"line2\n").unwrap();
+    std::fs::write(&body, b"skip\nline2\ntrailer").unwrap();
     let out = RealExec
         .run(
             &spec("cat; echo \"L=$LOCAL\"; pwd >&2; exit 99", dir.path()),
             ProgramInput {
                 prefix: b"line1\n".to_vec(),
-                file: Some(body),
+                file: Some(FileRange::new(body, 5, 6)),
             },
             1 << 16,
         )

@@ -150,8 +150,19 @@ impl Exec for SimExec {
         output_limit: usize,
     ) -> io::Result<ProgramOutput> {
         let mut stdin = input.prefix;
-        if let Some(path) = &input.file {
-            stdin.extend_from_slice(&self.fs.read(path).await?);
+        if let Some(range) = &input.file {
+            let whole = self.fs.read(&range.path).await?;
+            let part = usize::try_from(range.offset)
+                .ok()
+                .zip(usize::try_from(range.offset + range.len).ok())
+                .and_then(|(a, b)| whole.get(a..b))
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("{} is shorter than its range", range.path.display()),
+                    )
+                })?;
+            stdin.extend_from_slice(part);
         }
         let call = ProgramCall {
             spec: spec.clone(),

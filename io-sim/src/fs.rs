@@ -169,6 +169,10 @@ struct State {
     used: u64,
     stats: FsStats,
     trace: Option<Trace>,
+    /// Files locked (`FsFile::try_lock`) by a live handle.
+    locks: BTreeSet<Ino>,
+    /// Owners set by [`SimFs::set_owner`] (everything else belongs to uid 0).
+    owners: BTreeMap<Ino, u32>,
 }
 
 /// A simulated filesystem. Cloning shares it (as processes share a disk).
@@ -220,6 +224,8 @@ impl SimFs {
                 used: 0,
                 stats: FsStats::default(),
                 trace: None,
+                locks: BTreeSet::new(),
+                owners: BTreeMap::new(),
             })),
         }
     }
@@ -288,6 +294,15 @@ impl SimFs {
         let mut out = BTreeMap::new();
         st.walk(ROOT, PathBuf::from("/"), &mut out);
         out
+    }
+
+    /// Makes `uid` the owner of `path` (test setup; ownership is not part
+    /// of the crash model).
+    pub fn set_owner(&self, path: &Path, uid: u32) -> io::Result<()> {
+        let mut st = self.lock();
+        let ino = st.resolve(path)?;
+        st.owners.insert(ino, uid);
+        Ok(())
     }
 
     /// Plants a file and makes it and its name durable at once (test setup).
@@ -522,6 +537,8 @@ impl State {
     }
 
     fn crash(&mut self, rng: &mut StdRng, opts: CrashOptions) {
+        // Every handle dies, and its locks with it.
+        self.locks.clear();
         let keep_p = opts.keep_probability.clamp(0.0, 1.0);
         // Names: keep each operation with probability keep_p, unless an earlier
         // operation on one of its names was lost.
@@ -679,7 +696,7 @@ impl State {
             mtime: inode.mtime,
             mode: inode.mode,
             nlink: inode.nlink,
-            uid: 0,
+            uid: self.owners.get(&ino).copied().unwrap_or(0),
             ino,
         })
     }
@@ -720,6 +737,8 @@ pub struct SimFile {
     readable: bool,
     writable: bool,
     append: bool,
+    /// Whether this handle holds the file's lock.
+    locked: bool,
 }
 
 impl fmt::Debug for SimFile {
@@ -735,6 +754,9 @@ impl Drop for SimFile {
     fn drop(&mut self) {
         let mut st = self.fs.lock();
         if st.generation == self.generation {
+            if self.locked {
+                st.locks.remove(&self.ino);
+            }
             if let Some(i) = st.inodes.get_mut(&self.ino) {
                 i.open = i.open.saturating_sub(1);
             }
@@ -878,6 +900,19 @@ impl FsFile for SimFile {
     async fn metadata(&self) -> io::Result<Metadata> {
         self.live()?.metadata_of(self.ino)
     }
+
+    async fn try_lock(&mut self) -> io::Result<bool> {
+        let mut st = self.live()?;
+        if self.locked {
+            return Ok(true);
+        }
+        if !st.locks.insert(self.ino) {
+            return Ok(false);
+        }
+        drop(st);
+        self.locked = true;
+        Ok(true)
+    }
 }
 
 impl Fs for SimFs {
@@ -930,6 +965,7 @@ impl Fs for SimFs {
             readable: opts.read,
             writable: opts.write || opts.append,
             append: opts.append,
+            locked: false,
         })
     }
 

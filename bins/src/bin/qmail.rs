@@ -165,12 +165,13 @@ fn run(home: Home, addr: SocketAddr) -> Result<()> {
     })
 }
 
-/// Local delivery of the embedded default.
+/// Local delivery of the embedded default: `<home>/alias/` first, then one
+/// maildir per local part under `<home>/mailboxes/`.
 async fn local_agent(
-    _queue: &Queue<RealEnv>,
-    _home: &Home,
-) -> Result<qmail_bins::send::NoRemoteDelivery> {
-    Ok(qmail_bins::send::NoRemoteDelivery)
+    queue: &Queue<RealEnv>,
+    home: &Home,
+) -> Result<qmail_core::local::LocalDelivery<RealEnv>> {
+    qmail_bins::local_delivery(queue, home, qmail_core::local::Mode::Embedded).await
 }
 
 /// Resolves on SIGTERM or Ctrl-C.

@@ -15,12 +15,32 @@ pub struct ProgramSpec {
     pub user: Option<(u32, u32)>,
 }
 
-/// What the program reads on standard input: `prefix` followed by the whole
-/// file `file` (if any). Streaming from a file keeps memory bounded.
+/// What the program reads on standard input: `prefix` followed by the byte
+/// range `file` (if any). Streaming from a file keeps memory bounded.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ProgramInput {
     pub prefix: Vec<u8>,
-    pub file: Option<PathBuf>,
+    pub file: Option<FileRange>,
+}
+
+/// `len` bytes of the file `path` starting at `offset` (a message inside a
+/// queue file, say). A file shorter than `offset + len` is an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileRange {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl FileRange {
+    /// A range from `offset` to `offset + len`.
+    pub fn new(path: impl Into<PathBuf>, offset: u64, len: u64) -> Self {
+        FileRange {
+            path: path.into(),
+            offset,
+            len,
+        }
+    }
 }
 
 /// How a program ended.

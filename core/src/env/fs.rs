@@ -135,6 +135,11 @@ pub trait FsFile: Send + Sync + 'static {
     /// Makes the file's data durable (fdatasync).
     fn sync_data(&mut self) -> impl Future<Output = io::Result<()>> + Send;
     fn metadata(&self) -> impl Future<Output = io::Result<Metadata>> + Send;
+    /// Tries to take an exclusive advisory lock on the file (`flock`) without
+    /// waiting: `Ok(false)` when someone else holds it. The lock lasts until
+    /// this handle is dropped. Locks of two handles conflict even within
+    /// one process.
+    fn try_lock(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
 
     /// Reads everything from the current position to the end.
     fn read_to_end(&mut self, out: &mut Vec<u8>) -> impl Future<Output = io::Result<usize>> + Send {

@@ -16,7 +16,7 @@ mod rng;
 mod users;
 
 pub use clock::Clock;
-pub use exec::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
+pub use exec::{Exec, ExitCode, FileRange, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
 pub use fs::{DirEntry, FileKind, Fs, FsFile, Metadata, OpenOptions};
 pub use net::{Net, NetListener, NetUdp};
 pub use plant::{Plant, PlantSet};

@@ -1,0 +1,54 @@
+//! condredirect: `|condredirect newaddress program [arg...]` feeds the
+//! message to the program; if it exits 0 the message is forwarded to
+//! newaddress (envelope sender `$SENDER`, `$DTLINE` on top) and condredirect
+//! exits 99 so the rest of the `.qmail` file is skipped; 111 (or a crash)
+//! exits 111; anything else exits 0.
+
+use std::io::{Seek, SeekFrom};
+use std::process::ExitCode;
+
+use qmail_bins::helper::{die, forward_file, rewindable_stdin, run_child};
+use qmail_core::local::forward::ForwardError;
+use qmail_core::local::helpers::{Condition, condition};
+
+const FATAL: &str = "condredirect: fatal: ";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() < 2 {
+        return die(
+            100,
+            "condredirect: usage: condredirect newaddress program [ arg ... ]",
+        );
+    }
+    let mut message = match rewindable_stdin() {
+        Ok(f) => f,
+        Err(e) => return die(111, &format!("{FATAL}unable to read message: {e}")),
+    };
+    let status = match run_child(&args[1..], &message) {
+        Ok(s) => s,
+        Err(e) => return die(111, &format!("{FATAL}unable to run {}: {e}", args[1])),
+    };
+    match condition(status) {
+        Condition::Continue => return ExitCode::SUCCESS,
+        Condition::Retry if status == qmail_core::env::ExitCode::Signaled => {
+            return die(111, &format!("{FATAL}child crashed"));
+        }
+        Condition::Retry => return die(111, &format!("{FATAL}temporary child error")),
+        Condition::Act => {}
+    }
+    if let Err(e) = message.seek(SeekFrom::Start(0)) {
+        return die(111, &format!("{FATAL}unable to rewind: {e}"));
+    }
+    let Ok(sender) = std::env::var("SENDER") else {
+        return die(100, &format!("{FATAL}SENDER not set"));
+    };
+    let Ok(dtline) = std::env::var("DTLINE") else {
+        return die(100, &format!("{FATAL}DTLINE not set"));
+    };
+    match forward_file(message, &dtline, &sender, &args[..1]) {
+        Ok(qp) => die(99, &format!("condredirect: qp {qp}")),
+        Err(ForwardError::Permanent(t)) => die(100, &format!("{FATAL}{t}")),
+        Err(ForwardError::Temporary(t)) => die(111, &format!("{FATAL}{t}")),
+    }
+}

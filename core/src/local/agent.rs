@@ -1,0 +1,688 @@
+//! The whole of one local delivery (qmail-lspawn, qmail-getpw and
+//! qmail-local's job for one recipient): find the user, check the home
+//! directory and the loop protection, find the `.qmail` file and follow it.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use super::assign::{AssignTable, passwd_candidates};
+use super::dotqmail::{self, Instruction};
+use super::forward::{ForwardError, ForwardRequest, forward};
+use super::maildir::{create_maildir, deliver_maildir};
+use super::mbox::deliver_mbox;
+use super::message::{MessageReader, scan_header};
+use super::program::{ProgramVerdict, Vars, verdict};
+use crate::control::ControlError;
+use crate::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
+use crate::env::{Clock, Env, Exec, FileRange, Fs, ProgramInput, ProgramSpec, Users};
+use crate::home::Home;
+use crate::queue::Queue;
+use crate::smtp::InvokedFrom;
+
+/// The permanent failure for an address nobody is in charge of.
+pub const NO_MAILBOX: &str = "Sorry, no mailbox here by that name. (#5.1.1)\n";
+/// A message already carrying the Delivered-To line about to be added.
+pub const LOOPING: &str =
+    "This message is looping: it already has my Delivered-To line. (#5.4.6)\n";
+/// A message with more Delivered-To lines than [`LocalConfig::max_delivered_to`].
+pub const TOO_MANY_HOPS: &str =
+    "This message is looping: it has too many Delivered-To lines. (#5.4.6)\n";
+
+/// Permission bits that make a home directory or a `.qmail` file unsafe
+/// (qmail's default `conf-patrn`: writable by others).
+const UNSAFE_MODE: u32 = 0o002;
+
+/// Where local deliveries go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// `qmail run` without root: `<home>/alias/` plays the alias user for
+    /// every address (its `.qmail-<local>` and `.qmail-default` files first);
+    /// any other address is delivered to `<home>/mailboxes/<local>/Maildir/`,
+    /// created on first use. Programs run as the invoking user.
+    Embedded,
+    /// A system install: `users/assign`, then the passwd database, then the
+    /// passwd user `alias` (home `<home>/alias`); programs run as the user.
+    System,
+}
+
+/// How local delivery is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalConfig {
+    pub mode: Mode,
+    /// The delivery instructions for an empty (or, for a bare user, missing)
+    /// `.qmail` file: `control/defaultdelivery`, else `./Maildir/` in the
+    /// embedded mode and qmail's `./Mailbox` in a system install.
+    pub default_delivery: String,
+    /// Variables every delivery program gets besides qmail's own (PATH,
+    /// QMAIL_HOME).
+    pub program_env: Vec<(String, String)>,
+    /// `$QMAILQUEUE`: forwards go to this program instead of the queue.
+    pub queue_program: Option<PathBuf>,
+    /// More Delivered-To lines than this fail the message as a loop.
+    pub max_delivered_to: usize,
+    /// Bytes of a program's output kept for the report.
+    pub output_limit: usize,
+}
+
+impl LocalConfig {
+    /// The defaults for `mode` in the installation `home`.
+    pub fn new(mode: Mode, home: &Home) -> Self {
+        let default_delivery = match mode {
+            Mode::Embedded => "./Maildir/\n",
+            Mode::System => "./Mailbox\n",
+        };
+        LocalConfig {
+            mode,
+            default_delivery: default_delivery.to_string(),
+            program_env: vec![
+                (
+                    "PATH".into(),
+                    format!("{}:/usr/local/bin:/usr/bin:/bin", home.bin().display()),
+                ),
+                ("QMAIL_HOME".into(), home.root.display().to_string()),
+            ],
+            queue_program: None,
+            max_delivered_to: 100,
+            output_limit: 4000,
+        }
+    }
+
+    /// The defaults with `control/defaultdelivery` applied.
+    pub async fn load<E: Env>(env: &E, home: &Home, mode: Mode) -> Result<Self, ControlError> {
+        let mut config = LocalConfig::new(mode, home);
+        let path = home.control_file("defaultdelivery");
+        match env.fs().read_if_exists(&path).await {
+            Ok(Some(text)) if !text.is_empty() => {
+                config.default_delivery = String::from_utf8_lossy(&text).into_owned();
+            }
+            Ok(_) => {}
+            Err(source) => return Err(ControlError::Unreadable { path, source }),
+        }
+        Ok(config)
+    }
+}
+
+/// The local delivery agent.
+#[derive(Clone)]
+pub struct LocalDelivery<E: Env> {
+    inner: Arc<Inner<E>>,
+}
+
+struct Inner<E: Env> {
+    queue: Queue<E>,
+    home: Home,
+    config: LocalConfig,
+    /// Maildir deliveries so far (part of each unique file name).
+    counter: AtomicU64,
+    /// Embedded mode: mailboxes made durable by this agent, which need no
+    /// second look.
+    durable_mailboxes: Mutex<BTreeSet<PathBuf>>,
+}
+
+impl<E: Env> LocalDelivery<E> {
+    /// An agent forwarding through `queue`, for the installation `home`.
+    pub fn new(queue: Queue<E>, home: Home, config: LocalConfig) -> Self {
+        LocalDelivery {
+            inner: Arc::new(Inner {
+                queue,
+                home,
+                config,
+                counter: AtomicU64::new(0),
+                durable_mailboxes: Mutex::new(BTreeSet::new()),
+            }),
+        }
+    }
+
+    pub fn config(&self) -> &LocalConfig {
+        &self.inner.config
+    }
+
+    /// Delivers `job` for a recipient already resolved (qmail-local with
+    /// its arguments, as qmail-lspawn runs it).
+    pub async fn deliver_to(&self, who: &Recipient, job: &DeliveryJob) -> Outcome {
+        outcome(self.inner.run_for(who, job, true).await)
+    }
+
+    /// What `deliver_to` would do, without doing it (qmail-local -n): one
+    /// `maildir`, `mbox`, `program` or `forward` line per delivery.
+    pub async fn describe(&self, who: &Recipient, job: &DeliveryJob) -> Outcome {
+        outcome(self.inner.run_for(who, job, false).await)
+    }
+}
+
+fn outcome(r: Result<String, Fail>) -> Outcome {
+    match r {
+        Ok(text) => Outcome::Success(text),
+        Err(Fail::Temporary(text)) => Outcome::Deferral(text),
+        Err(Fail::Permanent(text)) => Outcome::Failure(text),
+    }
+}
+
+impl<E: Env> Deliver for LocalDelivery<E> {
+    async fn deliver(&self, job: DeliveryJob) -> Outcome {
+        outcome(self.inner.run(&job).await)
+    }
+}
+
+enum Fail {
+    Temporary(String),
+    Permanent(String),
+}
+
+fn temp(text: impl Into<String>) -> Fail {
+    let mut t = text.into();
+    if !t.ends_with('\n') {
+        t.push('\n');
+    }
+    Fail::Temporary(t)
+}
+
+/// The user in charge of an address: whose `.qmail<dash><ext>` file in
+/// which home directory controls it (qmail-local's arguments).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// `USER` for programs.
+    pub user: String,
+    /// Recorded as the forwarder in the queue (`invoked by uid N`).
+    pub uid: u32,
+    pub home: PathBuf,
+    pub dash: String,
+    pub ext: String,
+    /// Programs run as this (uid, gid); `None` keeps the current identity.
+    pub run_as: Option<(u32, u32)>,
+    /// The alias user (forwards say `invoked by alias`).
+    pub alias: bool,
+    /// Embedded mode: the maildir for an address no `.qmail` file covers.
+    pub fallback: Option<PathBuf>,
+}
+
+/// `local` and `host` of `local@host` (the last `@` splits).
+fn split(recipient: &str) -> (&str, &str) {
+    recipient.rsplit_once('@').unwrap_or((recipient, ""))
+}
+
+/// qmail-local -n's description of a `.qmail` file: one line per delivery.
+fn describe(instructions: &[Instruction]) -> String {
+    let mut out = String::new();
+    for ins in instructions {
+        let (kind, what) = match ins {
+            Instruction::Maildir(p) => ("maildir", p),
+            Instruction::Mbox(p) => ("mbox", p),
+            Instruction::Program(c) => ("program", c),
+            Instruction::Forward(a) => ("forward", a),
+            _ => continue,
+        };
+        out.push_str(&format!("{kind} {what}\n"));
+    }
+    out
+}
+
+/// The mailbox directory name for a local part: lowercased, with `/` and a
+/// leading `.` turned into `:` so it stays one name below `mailboxes/`.
+pub fn mailbox_name(local: &str) -> String {
+    let mut name: String = local
+        .chars()
+        .map(|c| {
+            if c == '/' {
+                ':'
+            } else {
+                c.to_ascii_lowercase()
+            }
+        })
+        .collect();
+    if name.starts_with('.') || name.is_empty() {
+        name.insert(0, ':');
+    }
+    name
+}
+
+/// A `.qmail` path line as a path: absolute as is, else below the home.
+fn file_path(home: &Path, line: &str) -> PathBuf {
+    if line.starts_with('/') {
+        return PathBuf::from(line);
+    }
+    let mut rest = line;
+    while let Some(r) = rest.strip_prefix("./") {
+        rest = r;
+    }
+    home.join(rest)
+}
+
+impl<E: Env> Inner<E> {
+    fn env(&self) -> &E {
+        self.queue.env()
+    }
+
+    async fn reader(&self, msg: &MessageRef) -> Result<MessageReader<<E::Fs as Fs>::File>, Fail> {
+        MessageReader::open(self.env().fs(), msg)
+            .await
+            .map_err(|e| temp(format!("Unable to read message: {e}. (#4.3.0)")))
+    }
+
+    async fn resolve(&self, local: &str) -> Result<Option<Recipient>, Fail> {
+        let env = self.env();
+        let home = &self.home;
+        if self.config.mode == Mode::Embedded {
+            let id = env.identity();
+            return Ok(Some(Recipient {
+                user: "alias".into(),
+                uid: id.uid,
+                home: home.alias(),
+                dash: "-".into(),
+                ext: local.to_string(),
+                run_as: None,
+                alias: true,
+                fallback: Some(home.mailboxes().join(mailbox_name(local)).join("Maildir")),
+            }));
+        }
+        let fs = env.fs();
+        let assign_path = home.users().join("assign");
+        match fs.read_if_exists(&assign_path).await {
+            Ok(Some(text)) => {
+                let table = AssignTable::parse(&String::from_utf8_lossy(&text))
+                    .map_err(|e| temp(format!("Unable to use users/assign: {e}. (#4.3.0)")))?;
+                if let Some(a) = table.lookup(local) {
+                    return Ok(Some(Recipient {
+                        alias: a.user == "alias",
+                        run_as: Some((a.uid, a.gid)),
+                        user: a.user,
+                        uid: a.uid,
+                        home: a.home,
+                        dash: a.dash,
+                        ext: a.ext,
+                        fallback: None,
+                    }));
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Err(temp(format!("Unable to read users/assign: {e}. (#4.3.0)"))),
+        }
+        let lookup_err = |e: io::Error| temp(format!("Unable to look up user: {e}. (#4.3.0)"));
+        for (name, ext) in passwd_candidates(local) {
+            let Some(u) = env.users().by_name(&name).await.map_err(lookup_err)? else {
+                continue;
+            };
+            // Root gets no mail, and a user owns the home that controls the mail.
+            if u.uid == 0 {
+                continue;
+            }
+            match fs.metadata(&u.home).await {
+                Ok(m) if m.uid == u.uid => {}
+                Ok(_) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(lookup_err(e)),
+            }
+            return Ok(Some(Recipient {
+                user: u.name,
+                uid: u.uid,
+                home: u.home,
+                dash: if ext.is_some() {
+                    "-".into()
+                } else {
+                    String::new()
+                },
+                ext: ext.unwrap_or_default(),
+                run_as: Some((u.uid, u.gid)),
+                alias: false,
+                fallback: None,
+            }));
+        }
+        match env.users().by_name("alias").await.map_err(lookup_err)? {
+            Some(a) => Ok(Some(Recipient {
+                user: a.name,
+                uid: a.uid,
+                home: home.alias(),
+                dash: "-".into(),
+                ext: local.to_string(),
+                run_as: Some((a.uid, a.gid)),
+                alias: true,
+                fallback: None,
+            })),
+            None => Ok(None),
+        }
+    }
+
+    /// Whether a file exists (a `-owner` file): an error other than "not
+    /// found" is a temporary failure.
+    async fn exists(&self, path: &Path) -> Result<bool, Fail> {
+        match self.env().fs().metadata(path).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(temp(format!(
+                "Unable to open {}: {e}. (#4.3.0)",
+                path.display()
+            ))),
+        }
+    }
+
+    async fn run(&self, job: &DeliveryJob) -> Result<String, Fail> {
+        let (local, _) = split(&job.recipient);
+        let Some(target) = self.resolve(local).await? else {
+            return Err(Fail::Permanent(NO_MAILBOX.into()));
+        };
+        self.run_for(&target, job, true).await
+    }
+
+    /// qmail-local's part: deliver (or with `doit` false, describe) for the
+    /// recipient `target` has resolved to.
+    async fn run_for(
+        &self,
+        target: &Recipient,
+        job: &DeliveryJob,
+        doit: bool,
+    ) -> Result<String, Fail> {
+        let env = self.env();
+        let fs = env.fs();
+        let (local, host) = split(&job.recipient);
+        let start = env.clock().unix_secs();
+
+        // The home directory: it must be safe to follow its .qmail files.
+        let home_exists = match fs.metadata(&target.home).await {
+            Ok(m) if m.is_dir() => {
+                if m.mode & UNSAFE_MODE != 0 {
+                    return Err(temp("Uh-oh: home directory is writable. (#4.7.0)"));
+                }
+                if m.mode & 0o1000 != 0 {
+                    return Err(temp(
+                        "Home directory is sticky: user is editing his .qmail file. (#4.2.1)",
+                    ));
+                }
+                true
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound && target.fallback.is_some() => false,
+            Ok(_) => {
+                return Err(temp(format!(
+                    "Unable to switch to {}: not a directory. (#4.3.0)",
+                    target.home.display()
+                )));
+            }
+            Err(e) => {
+                return Err(temp(format!(
+                    "Unable to switch to {}: {e}. (#4.3.0)",
+                    target.home.display()
+                )));
+            }
+        };
+
+        let mut vars = Vars {
+            user: target.user.clone(),
+            home: target.home.display().to_string(),
+            local: local.to_string(),
+            host: host.to_string(),
+            sender: job.sender.clone(),
+            newsender: job.sender.clone(),
+            ext: target.ext.clone(),
+            default: None,
+            start,
+        };
+        let dtline = vars.dtline();
+
+        // Loop protection.
+        if doit {
+            let scan = scan_header(&mut self.reader(&job.message).await?, &dtline)
+                .await
+                .map_err(|e| temp(format!("Unable to read message: {e}. (#4.3.0)")))?;
+            if scan.has_line {
+                return Err(Fail::Permanent(LOOPING.into()));
+            }
+            if scan.delivered_to >= self.config.max_delivered_to {
+                return Err(Fail::Permanent(TOO_MANY_HOPS.into()));
+            }
+        }
+
+        // The .qmail file.
+        let mut found = None;
+        if home_exists {
+            for cand in dotqmail::candidates(&target.dash, &target.ext) {
+                let path = target.home.join(&cand.name);
+                let m = match fs.metadata(&path).await {
+                    Ok(m) if m.is_file() => m,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(temp(format!("Unable to open {}: {e}. (#4.3.0)", cand.name)));
+                    }
+                };
+                if m.mode & UNSAFE_MODE != 0 {
+                    return Err(temp("Uh-oh: .qmail file is writable. (#4.7.0)"));
+                }
+                let text = fs
+                    .read(&path)
+                    .await
+                    .map_err(|e| temp(format!("Unable to open {}: {e}. (#4.3.0)", cand.name)))?;
+                found = Some((text, m.mode & 0o100 != 0, cand.default));
+                break;
+            }
+        }
+        let (mut text, mut forward_only) = match found {
+            Some((text, x, default)) => {
+                vars.default = default;
+                (text, x)
+            }
+            None if !target.dash.is_empty() => {
+                return match &target.fallback {
+                    Some(dir) if !doit => Ok(format!("maildir {}/\n", dir.display())),
+                    Some(dir) => self.deliver_fallback(job, &vars, dir).await,
+                    None => Err(Fail::Permanent(NO_MAILBOX.into())),
+                };
+            }
+            None => (Vec::new(), false),
+        };
+
+        if !job.sender.is_empty() && job.sender != "#@[]" {
+            let (owner, owner_default) = dotqmail::owner_files(&target.dash, &target.ext);
+            let has_owner = home_exists && self.exists(&target.home.join(owner)).await?;
+            let has_default = has_owner && self.exists(&target.home.join(owner_default)).await?;
+            vars.newsender = dotqmail::new_sender(&job.sender, local, host, has_owner, has_default);
+        }
+
+        if text.is_empty() {
+            text = self.config.default_delivery.clone().into_bytes();
+            forward_only = false;
+        }
+        let instructions = dotqmail::parse(&text).map_err(|e| temp(e.text()))?;
+        if !doit {
+            return Ok(describe(&instructions));
+        }
+        self.follow(job, target, &vars, instructions, forward_only)
+            .await
+    }
+
+    async fn follow(
+        &self,
+        job: &DeliveryJob,
+        target: &Recipient,
+        vars: &Vars,
+        instructions: Vec<Instruction>,
+        mut forward_only: bool,
+    ) -> Result<String, Fail> {
+        let env = self.env();
+        let mut report = String::new();
+        let (mut files, mut forwards, mut programs) = (0u32, 0u32, 0u32);
+        let mut recipients = Vec::new();
+        let dtline = vars.dtline();
+        let with = |report: &str, text: &str| format!("{report}{text}\n");
+        for ins in instructions {
+            match ins {
+                Instruction::Comment | Instruction::Ignored => {}
+                Instruction::ForwardOnly => forward_only = true,
+                Instruction::Forward(addr) => {
+                    forwards += 1;
+                    recipients.push(addr);
+                }
+                Instruction::Maildir(line) => {
+                    files += 1;
+                    if forward_only {
+                        return Err(temp(with(
+                            &report,
+                            "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)",
+                        )));
+                    }
+                    let prefix = format!("{}{dtline}", vars.rpline());
+                    let mut src = self.reader(&job.message).await?;
+                    let dir = file_path(&target.home, &line);
+                    deliver_maildir(env, &self.counter, &dir, prefix.as_bytes(), &mut src)
+                        .await
+                        .map_err(|e| temp(with(&report, &e.0)))?;
+                }
+                Instruction::Mbox(line) => {
+                    files += 1;
+                    if forward_only {
+                        return Err(temp(with(
+                            &report,
+                            "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)",
+                        )));
+                    }
+                    let prefix = format!("{}{}{dtline}", vars.ufline(), vars.rpline());
+                    let mut src = self.reader(&job.message).await?;
+                    let path = file_path(&target.home, &line);
+                    deliver_mbox(env, &path, prefix.as_bytes(), &mut src)
+                        .await
+                        .map_err(|e| temp(with(&report, &e.0)))?;
+                }
+                Instruction::Program(command) => {
+                    programs += 1;
+                    if forward_only {
+                        return Err(temp(with(
+                            &report,
+                            "Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)",
+                        )));
+                    }
+                    let spec = ProgramSpec {
+                        command,
+                        env: vars.environment(&self.config.program_env),
+                        cwd: target.home.clone(),
+                        user: target.run_as,
+                    };
+                    let m = &job.message;
+                    let input = ProgramInput {
+                        prefix: Vec::new(),
+                        file: Some(FileRange::new(m.path.clone(), m.offset, m.len)),
+                    };
+                    let out = env
+                        .exec()
+                        .run(&spec, input, self.config.output_limit)
+                        .await
+                        .map_err(|e| {
+                            temp(with(
+                                &report,
+                                &format!("Unable to run /bin/sh: {e}. (#4.3.0)"),
+                            ))
+                        })?;
+                    let said = String::from_utf8_lossy(&out.output);
+                    report.push_str(&said);
+                    if !said.is_empty() && !said.ends_with('\n') {
+                        report.push('\n');
+                    }
+                    match verdict(out.status) {
+                        ProgramVerdict::Delivered => {}
+                        ProgramVerdict::DeliveredStop => break,
+                        ProgramVerdict::Permanent => return Err(Fail::Permanent(report)),
+                        ProgramVerdict::Temporary => return Err(Fail::Temporary(report)),
+                        ProgramVerdict::Crashed => {
+                            return Err(temp(with(&report, "Aack, child crashed. (#4.3.0)")));
+                        }
+                    }
+                }
+            }
+        }
+        let mut qp = None;
+        if !recipients.is_empty() {
+            let req = ForwardRequest {
+                dtline: &dtline,
+                sender: &vars.newsender,
+                recipients: &recipients,
+                invoked: if target.alias {
+                    InvokedFrom::Alias
+                } else {
+                    InvokedFrom::Uid(target.uid)
+                },
+                uid: target.uid,
+            };
+            let mut src = self.reader(&job.message).await?;
+            match forward(
+                &self.queue,
+                self.config.queue_program.as_deref(),
+                &req,
+                &mut src,
+            )
+            .await
+            {
+                Ok(p) => qp = Some(p),
+                Err(ForwardError::Permanent(t)) => return Err(Fail::Permanent(with(&report, &t))),
+                Err(ForwardError::Temporary(t)) => return Err(temp(with(&report, &t))),
+            }
+        }
+        report.push_str(&format!("did {files}+{forwards}+{programs}\n"));
+        if let Some(qp) = qp {
+            report.push_str(&format!("qp {qp}\n"));
+        }
+        Ok(report)
+    }
+
+    /// Embedded mode: an address no `.qmail` file covers goes to its own
+    /// maildir, created on first use.
+    async fn deliver_fallback(
+        &self,
+        job: &DeliveryJob,
+        vars: &Vars,
+        dir: &Path,
+    ) -> Result<String, Fail> {
+        let env = self.env();
+        let known = self
+            .durable_mailboxes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(dir);
+        if !known {
+            create_maildir(env.fs(), dir, &self.home.root)
+                .await
+                .map_err(|e| temp(format!("Unable to create {}: {e}. (#4.3.0)", dir.display())))?;
+            self.durable_mailboxes
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(dir.to_path_buf());
+        }
+        let prefix = format!("{}{}", vars.rpline(), vars.dtline());
+        let mut src = self.reader(&job.message).await?;
+        deliver_maildir(env, &self.counter, dir, prefix.as_bytes(), &mut src)
+            .await
+            .map_err(|e| temp(e.0))?;
+        Ok("did 1+0+0\n".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mailbox_names_stay_below_mailboxes() {
+        assert_eq!(mailbox_name("Bob"), "bob");
+        assert_eq!(mailbox_name("john.doe"), "john.doe");
+        assert_eq!(mailbox_name("../x"), ":..:x");
+        assert_eq!(mailbox_name(".."), ":..");
+        assert_eq!(mailbox_name(""), ":");
+    }
+
+    #[test]
+    fn file_lines_are_below_the_home_unless_absolute() {
+        let h = Path::new("/home/bob");
+        assert_eq!(
+            file_path(h, "./Maildir/"),
+            PathBuf::from("/home/bob/Maildir/")
+        );
+        assert_eq!(
+            file_path(h, "././Mailbox"),
+            PathBuf::from("/home/bob/Mailbox")
+        );
+        assert_eq!(file_path(h, ".mbox"), PathBuf::from("/home/bob/.mbox"));
+        assert_eq!(
+            file_path(h, "/var/mail/bob"),
+            PathBuf::from("/var/mail/bob")
+        );
+    }
+}

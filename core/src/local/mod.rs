@@ -1,0 +1,22 @@
+//! Local delivery: qmail-users, qmail-lspawn, qmail-getpw and qmail-local.
+//!
+//! [`LocalDelivery`] is the scheduler's agent for the local channel: it maps
+//! the recipient to a user ([`assign`]), finds the `.qmail` file that
+//! controls the address ([`dotqmail`]) and follows its lines: maildir
+//! ([`maildir`]), mbox ([`mbox`]), programs ([`program`]) and forwards
+//! ([`forward`]). `docs/local-delivery.md` describes the behaviour.
+
+pub mod agent;
+pub mod assign;
+pub mod dotqmail;
+pub mod forward;
+pub mod helpers;
+pub mod maildir;
+pub mod mbox;
+pub mod message;
+pub mod program;
+
+pub use agent::{
+    LOOPING, LocalConfig, LocalDelivery, Mode, NO_MAILBOX, Recipient, TOO_MANY_HOPS, mailbox_name,
+};
+pub use message::{ByteSource, MessageReader, SliceSource};
