@@ -111,7 +111,9 @@ fn message() -> Arc<Vec<u8>> {
     let mut body =
         b"From: bench@client.example\r\nTo: user@localhost\r\nSubject: bench\r\n\r\n".to_vec();
     while body.len() < 4096 {
-        body.extend_from_slice(b"The quick brown fox jumps over the lazy dog, again and again.\r\n");
+        body.extend_from_slice(
+            b"The quick brown fox jumps over the lazy dog, again and again.\r\n",
+        );
     }
     body.extend_from_slice(b".\r\n");
     Arc::new(body)
@@ -144,7 +146,13 @@ fn main() {
     let server = QmailRun::start(home);
     let maildir: PathBuf = server.home.path().join("mailboxes/user/Maildir/new");
     let cpu0 = server.cpu();
-    let f = flow(&rt, &format!("127.0.0.1:{}", server.port), "user@localhost", &maildir, n);
+    let f = flow(
+        &rt,
+        &format!("127.0.0.1:{}", server.port),
+        "user@localhost",
+        &maildir,
+        n,
+    );
     let cpu = server.cpu() - cpu0;
     let peak = proc_status_kb(server.child.id(), "VmHWM:");
     print(
