@@ -66,6 +66,21 @@ impl Trace {
         inner.line = line;
     }
 
+    /// Keeps a line for `--trace` without hashing it: for output that only
+    /// some runs capture (log lines under a subscriber), so the hash of a run
+    /// does not depend on whether it was watched.
+    pub fn note(&self, source: &str, event: fmt::Arguments<'_>) {
+        let mut inner = self.lock();
+        if inner.keep.is_none() {
+            return;
+        }
+        let t = turmoil::sim_elapsed().unwrap_or(Duration::ZERO);
+        let line = format!("{:>12.6} {source} {event}", t.as_secs_f64());
+        if let Some(keep) = &mut inner.keep {
+            keep.push(line);
+        }
+    }
+
     /// The hash of every event so far (FNV-1a: stable across runs and builds).
     pub fn hash(&self) -> u64 {
         let inner = self.lock();

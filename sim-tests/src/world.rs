@@ -1,0 +1,438 @@
+//! One run: build the world for a seed, drive it through the fault
+//! timeline, heal, drain, and ask the oracle.
+
+use std::time::Duration;
+
+use qmail_core::env::PlantSet;
+use qmail_core::home::Home;
+use qmail_core::queue::Queue;
+use qmail_core::send::Command;
+use qmail_io_sim::{CrashOptions, FsFaults, SimEnv, SimFs, Trace, crash_host, sim_builder};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::faults::{Event, FAULT_END_MS, Faults, timeline};
+use crate::ledger::Ledger;
+use crate::mta::{MtaConfig, MtaHandle, add_host, identity, install};
+use crate::oracle::{Verdict, check};
+use crate::{HOME, mix, traffic};
+
+/// One step of simulated time.
+pub const TICK: Duration = Duration::from_millis(20);
+/// How long the queue may take to drain once faults stop.
+pub const DRAIN_LIMIT_MS: u64 = 3600 * 1000;
+/// How often the drain nudges the scheduler (qmail's SIGALRM).
+const NUDGE_MS: u64 = 60_000;
+/// The network's latency outside latency faults.
+const BASE_LATENCY: Duration = Duration::from_millis(30);
+
+/// How to run a seed.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Bugs planted in the MTA.
+    pub plants: PlantSet,
+    /// Keep every trace line (for `--trace`).
+    pub keep_trace: bool,
+    /// Override the seed's own choice of faults.
+    pub faults: Option<Faults>,
+}
+
+/// What one run found.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub seed: u64,
+    pub faults: Faults,
+    pub plants: PlantSet,
+    pub clients: usize,
+    pub crashes: u32,
+    pub accepted: usize,
+    pub delivered: usize,
+    pub bounced: usize,
+    pub duplicates: usize,
+    /// Simulated seconds the run took.
+    pub sim_secs: u64,
+    pub drained: bool,
+    pub trace_hash: u64,
+    pub trace_events: u64,
+    /// Kept trace lines (with `keep_trace`).
+    pub trace: Vec<String>,
+    pub violations: Vec<String>,
+}
+
+impl RunReport {
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// The one command that replays this run with a full trace.
+    pub fn replay_command(&self) -> String {
+        let mut c = format!(
+            "cargo run -p qmail-sim-tests --bin sim -- --seed {} --trace",
+            self.seed
+        );
+        for p in qmail_core::env::Plant::ALL {
+            if self.plants.contains(p) {
+                c.push_str(&format!(" --plant {}", p.name()));
+            }
+        }
+        c
+    }
+
+    /// One line: the seed, what it enabled and what happened.
+    pub fn summary(&self) -> String {
+        format!(
+            "seed {} [{}] clients={} crashes={} accepted={} delivered={} bounced={} duplicates={} sim={}s trace={:016x}{}",
+            self.seed,
+            self.faults,
+            self.clients,
+            self.crashes,
+            self.accepted,
+            self.delivered,
+            self.bounced,
+            self.duplicates,
+            self.sim_secs,
+            self.trace_hash,
+            if self.passed() {
+                String::new()
+            } else {
+                format!(" VIOLATIONS={}", self.violations.len())
+            }
+        )
+    }
+}
+
+/// A crash armed to fall right after a filesystem operation.
+struct Armed {
+    target: u64,
+    deadline: u64,
+    keep_probability: f64,
+    torn: bool,
+    downtime_ms: u64,
+}
+
+struct World {
+    seed: u64,
+    sim: turmoil::Sim<'static>,
+    fs: SimFs,
+    trace: Trace,
+    handle: MtaHandle,
+    clients: usize,
+    /// The MTA is down (crashed or exited) until this time.
+    restart_at: Option<u64>,
+    armed: Option<Armed>,
+    crashes: u32,
+    fs_faults: FsFaults,
+}
+
+fn now_ms(sim: &turmoil::Sim<'_>) -> u64 {
+    sim.elapsed().as_millis() as u64
+}
+
+impl World {
+    fn crash(&mut self, keep_probability: f64, torn: bool, downtime_ms: u64) {
+        if self.restart_at.is_some() {
+            return;
+        }
+        self.crashes += 1;
+        let crash_seed = mix(self.seed, 0xc4a5 + u64::from(self.crashes));
+        self.trace.record(
+            "driver",
+            format_args!(
+                "crash #{} keep={keep_probability} torn={torn}",
+                self.crashes
+            ),
+        );
+        crash_host(
+            &mut self.sim,
+            "mta",
+            &self.fs,
+            crash_seed,
+            CrashOptions {
+                keep_probability,
+                torn_block: torn.then_some(512),
+            },
+        );
+        self.fs.resume();
+        *self
+            .handle
+            .commands
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = None;
+        self.restart_at = Some(now_ms(&self.sim) + downtime_ms);
+    }
+
+    fn restart(&mut self) {
+        self.trace.record("driver", format_args!("restart mta"));
+        self.sim.bounce("mta");
+        self.restart_at = None;
+    }
+
+    fn apply(&mut self, e: Event) {
+        self.trace.record("driver", format_args!("{e:?}"));
+        match e {
+            Event::Crash {
+                keep_probability,
+                torn,
+                downtime_ms,
+            } => self.crash(keep_probability, torn, downtime_ms),
+            Event::CrashAtOp {
+                ops,
+                keep_probability,
+                torn,
+                downtime_ms,
+            } => {
+                if self.restart_at.is_none() && self.armed.is_none() {
+                    self.fs.halt_after(ops);
+                    self.armed = Some(Armed {
+                        target: self.fs.stats().mutations + ops,
+                        deadline: now_ms(&self.sim) + 20_000,
+                        keep_probability,
+                        torn,
+                        downtime_ms,
+                    });
+                }
+            }
+            Event::Restart => {}
+            Event::Partition(c) => self.sim.partition(format!("client{c}"), "mta"),
+            Event::Repair(c) => self.sim.repair(format!("client{c}"), "mta"),
+            Event::Latency(ms) => self.sim.set_max_message_latency(Duration::from_millis(ms)),
+            Event::LatencyOff => self.sim.set_max_message_latency(BASE_LATENCY),
+            Event::Loss(p) => self.sim.set_fail_rate(p),
+            Event::LossOff => self.sim.set_fail_rate(0.0),
+            Event::DiskFull(room) => {
+                self.fs_faults.capacity = Some(self.fs.used_bytes() + room);
+                self.fs.set_faults(self.fs_faults.clone());
+            }
+            Event::DiskOk => {
+                self.fs_faults.capacity = None;
+                self.fs.set_faults(self.fs_faults.clone());
+            }
+            Event::IoErrors(rate) => {
+                self.fs_faults.sync_error_rate = rate;
+                self.fs_faults.write_error_rate = rate / 4.0;
+                self.fs.set_faults(self.fs_faults.clone());
+            }
+            Event::IoErrorsOff => {
+                self.fs_faults.sync_error_rate = 0.0;
+                self.fs_faults.write_error_rate = 0.0;
+                self.fs.set_faults(self.fs_faults.clone());
+            }
+            Event::End => {
+                if self.armed.take().is_some() {
+                    self.fs.resume();
+                }
+                self.fs_faults = FsFaults::default();
+                self.fs.set_faults(FsFaults::default());
+                for c in 0..self.clients {
+                    self.sim.repair(format!("client{c}"), "mta");
+                }
+                self.sim.set_max_message_latency(BASE_LATENCY);
+                self.sim.set_fail_rate(0.0);
+                if self.restart_at.is_some() {
+                    self.restart();
+                }
+            }
+        }
+    }
+
+    /// Between steps: a due restart, an armed crash whose operation came,
+    /// and a supervisor's restart of an MTA that exited on its own.
+    fn housekeeping(&mut self, now: u64) {
+        if let Some(at) = self.restart_at
+            && now >= at
+        {
+            self.restart();
+        }
+        if let Some(a) = &self.armed
+            && (self.fs.stats().mutations >= a.target || now >= a.deadline)
+        {
+            let a = self.armed.take().expect("armed");
+            self.crash(a.keep_probability, a.torn, a.downtime_ms);
+            // An idle MTA may never reach the operation: no freeze stays.
+            self.fs.resume();
+        }
+        if self.restart_at.is_none() && !self.sim.is_host_running("mta") {
+            self.trace
+                .record("driver", format_args!("mta exited; restart in 1s"));
+            self.restart_at = Some(now + 1_000);
+        }
+    }
+}
+
+/// Whether the queue holds no message (nothing in `todo/` or `mess/`).
+fn queue_empty(queue: &Queue<SimEnv>, rt: &tokio::runtime::Runtime) -> bool {
+    rt.block_on(async {
+        matches!(queue.list_todo().await, Ok(v) if v.is_empty())
+            && matches!(queue.list_active().await, Ok(v) if v.is_empty())
+    })
+}
+
+thread_local! {
+    static LOG_TRACE: std::cell::RefCell<Option<Trace>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Adds a log line (from a `tracing` subscriber) to the trace of the run in
+/// progress on this thread, if it keeps lines. Log lines are not hashed.
+pub fn note_log(line: &str) {
+    LOG_TRACE.with(|t| {
+        if let Some(t) = &*t.borrow() {
+            t.note("log", format_args!("{}", line.trim_end()));
+        }
+    });
+}
+
+/// Runs seed `seed`: a pure function of the seed and the options.
+pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
+    let faults = opts.faults.unwrap_or_else(|| Faults::choose(seed));
+    let mut rng = StdRng::seed_from_u64(mix(seed, 0x5e7));
+    let clients = rng.random_range(1..=4);
+    let window = |rng: &mut StdRng| {
+        if faults.deferrals {
+            rng.random_range(0..300)
+        } else {
+            0
+        }
+    };
+    let cfg = MtaConfig {
+        seed,
+        plants: opts.plants,
+        slow_until: window(&mut rng),
+        defer_until: window(&mut rng),
+        remote_flaky: if faults.deferrals { 0.3 } else { 0.0 },
+        flaky_until: FAULT_END_MS / 1000,
+        queuelifetime: if faults.short_lifetime {
+            rng.random_range(120..400)
+        } else {
+            604_800
+        },
+    };
+    let trace = if opts.keep_trace {
+        Trace::keeping_lines()
+    } else {
+        Trace::new()
+    };
+    LOG_TRACE.with(|t| *t.borrow_mut() = opts.keep_trace.then(|| trace.clone()));
+    trace.record(
+        "driver",
+        format_args!("seed {seed} faults [{faults}] clients {clients} {cfg:?}"),
+    );
+
+    let fs = SimFs::new(mix(seed, 0xf5));
+    install(&fs, &cfg);
+    fs.set_trace(trace.clone());
+    let mut sim = sim_builder(seed).tick_duration(TICK).build();
+    sim.set_max_message_latency(BASE_LATENCY);
+    let ledger = Ledger::default();
+    let handle = MtaHandle::default();
+    add_host(&mut sim, &fs, cfg.clone(), &ledger, &trace, &handle);
+    for c in 0..clients {
+        let (ledger, trace) = (ledger.clone(), trace.clone());
+        sim.client(format!("client{c}"), async move {
+            traffic::client(seed, c, ledger, trace).await;
+            Ok(())
+        });
+    }
+    let mut fs_faults = FsFaults::default();
+    if faults.slow_sync {
+        fs_faults.slow_sync = Some((Duration::from_millis(1), Duration::from_millis(300)));
+    }
+    fs.set_faults(fs_faults.clone());
+    let mut w = World {
+        seed,
+        sim,
+        fs: fs.clone(),
+        trace: trace.clone(),
+        handle: handle.clone(),
+        clients,
+        restart_at: None,
+        armed: None,
+        crashes: 0,
+        fs_faults,
+    };
+
+    let check_rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime");
+    let check_queue = Queue::new(
+        SimEnv::new(fs.clone(), 0, identity(0)),
+        Home::new(HOME).queue(),
+    );
+    let mut events = timeline(seed, &faults, clients).into_iter().peekable();
+    let mut violations = Vec::new();
+    let mut clients_done = false;
+    let mut drained = false;
+    let mut next_nudge = FAULT_END_MS + NUDGE_MS;
+    let limit = FAULT_END_MS + DRAIN_LIMIT_MS;
+    let mut steps: u64 = 0;
+    loop {
+        let now = now_ms(&w.sim);
+        if now >= limit {
+            break;
+        }
+        while let Some((_, e)) = events.next_if(|(t, _)| *t <= now) {
+            w.apply(e);
+        }
+        w.housekeeping(now);
+        if now >= FAULT_END_MS {
+            if now >= next_nudge {
+                next_nudge = now + NUDGE_MS;
+                w.handle.command(Command::RetryNow);
+            }
+            if clients_done && steps.is_multiple_of(25) && queue_empty(&check_queue, &check_rt) {
+                drained = true;
+                break;
+            }
+        }
+        match w.sim.step() {
+            Ok(done) => clients_done = done,
+            Err(e) => {
+                violations.push(format!("simulation error: {e}"));
+                break;
+            }
+        }
+        steps += 1;
+    }
+    let sim_secs = w.sim.elapsed().as_secs();
+    trace.record(
+        "driver",
+        format_args!("end after {steps} steps, drained={drained}"),
+    );
+    let verdict = if drained {
+        let snapshot = fs.snapshot();
+        check(&snapshot, &ledger.lock())
+    } else {
+        let v = Verdict {
+            violations: vec![format!(
+                "the queue did not drain within {}s of the faults' end (clients done: {clients_done})",
+                DRAIN_LIMIT_MS / 1000
+            )],
+            ..Verdict::default()
+        };
+        // Still check what is there: what is stuck in the queue shows up
+        // as lost too.
+        let full = check(&fs.snapshot(), &ledger.lock());
+        Verdict {
+            violations: [v.violations, full.violations].concat(),
+            ..full
+        }
+    };
+    violations.extend(verdict.violations);
+    LOG_TRACE.with(|t| *t.borrow_mut() = None);
+    RunReport {
+        seed,
+        faults,
+        plants: opts.plants,
+        clients,
+        crashes: w.crashes,
+        accepted: verdict.accepted,
+        delivered: verdict.delivered,
+        bounced: verdict.bounced,
+        duplicates: verdict.duplicates,
+        sim_secs,
+        drained,
+        trace_hash: trace.hash(),
+        trace_events: trace.events(),
+        trace: trace.lines(),
+        violations,
+    }
+}
