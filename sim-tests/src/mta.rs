@@ -281,6 +281,7 @@ async fn mta(
     let scheduler = Scheduler::new(queue.clone(), home, send, local, remote).on_ready(ready_tx);
     let mut scheduler = tokio::spawn(scheduler.run(commands));
     tokio::select! {
+        biased;
         r = ready_rx => if r.is_err() {
             return match (&mut scheduler).await {
                 Ok(Err(e)) => Err(format!("scheduler: {e}")),
@@ -295,6 +296,7 @@ async fn mta(
         .await
         .map_err(|e| format!("listen: {e}"))?;
     tokio::select! {
+        biased;
         r = &mut scheduler => match r {
             Ok(Ok(())) => Err("scheduler stopped".into()),
             Ok(Err(e)) => Err(format!("scheduler: {e}")),
