@@ -193,18 +193,25 @@ impl<E: Env> Queue<E> {
             }
         }
         for (path, addrs) in [(l.local(id), &local), (l.remote(id), &remote)] {
-            if addrs.is_empty() {
+            let changed = if addrs.is_empty() {
                 // A stale file from an earlier attempt with other routing must go.
-                remove_if_exists(fs, &path).await?;
+                remove_if_exists(fs, &path).await?
             } else {
                 write_synced(fs, &path, &encode_records(addrs.iter().map(String::as_str))).await?;
+                true
+            };
+            // The state file's name is durable before the rename below can
+            // be: a message in mess/ without its state files would be taken
+            // for a finished one.
+            if changed {
+                fs.sync_dir(parent(&path)).await?;
             }
-            fs.sync_dir(parent(&path)).await?;
         }
         let mess = l.mess(id);
         fs.rename(&l.todo(id), &mess).await?;
+        // Syncing either directory makes the rename durable (docs/queue.md);
+        // should it be lost, the message is taken in again from todo/.
         fs.sync_dir(parent(&mess)).await?;
-        fs.sync_dir(&l.todo_dir()).await?;
         self.load(id).await
     }
 
@@ -338,17 +345,15 @@ impl<E: Env> Queue<E> {
         Ok(true)
     }
 
+    /// Removes a finished message's files. No sync is needed: whichever of
+    /// the removals a crash keeps, recovery finds either a message with no
+    /// state files (finished), state files with no message (orphans), or
+    /// the message with every recipient done, and finishes the removal.
     pub(crate) async fn remove_files(&self, id: MsgId) -> Result<(), QueueError> {
         let fs = self.env.fs();
         let l = &self.layout;
-        for path in [l.local(id), l.remote(id)] {
-            if remove_if_exists(fs, &path).await? {
-                fs.sync_dir(parent(&path)).await?;
-            }
-        }
-        let mess = l.mess(id);
-        if remove_if_exists(fs, &mess).await? {
-            fs.sync_dir(parent(&mess)).await?;
+        for path in [l.local(id), l.remote(id), l.mess(id)] {
+            remove_if_exists(fs, &path).await?;
         }
         Ok(())
     }

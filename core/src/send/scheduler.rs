@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use thiserror::Error;
@@ -24,7 +25,9 @@ use crate::date;
 use crate::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
 use crate::env::{Clock, Env, Fs, FsFile, OpenOptions, Plant};
 use crate::home::Home;
-use crate::queue::{Channel, Envelope, HEADER_LEN, MessageState, MsgId, Queue, QueueError};
+use crate::queue::{
+    Channel, Envelope, HEADER_LEN, MessageState, MsgId, Queue, QueueError, Recipient,
+};
 use crate::smtp::{InvokedFrom, queue_received_line};
 
 /// What the scheduler can be told from outside (qmail-send's signals).
@@ -51,6 +54,8 @@ pub enum SendError {
 /// How often `todo/` is scanned even without a trigger (qmail-send scans it
 /// on a timer too): a missed trigger delays a message, never loses it.
 const TODO_SCAN: Duration = Duration::from_secs(300);
+/// How many messages are taken in at once.
+const INTAKE_BATCH: usize = 64;
 /// How soon a bounce that could not be injected is tried again.
 const BOUNCE_RETRY_SECS: u64 = 60;
 
@@ -113,14 +118,32 @@ impl Active {
     }
 }
 
-/// A finished attempt, as the delivery task reports it.
+/// A finished attempt, as the delivery task reports it once it has made
+/// the outcome durable.
 struct Completion {
     number: u64,
     id: MsgId,
     channel: Channel,
     index: usize,
+    /// The outcome (a deferral past the queue lifetime already turned into
+    /// a failure).
     outcome: Outcome,
-    dying: bool,
+    /// What the task recorded in the queue.
+    recorded: Recorded,
+}
+
+/// How far a delivery task got in recording its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Recorded {
+    /// The recipient is durably done (after its failure, if any, was
+    /// durably recorded for the bounce).
+    Done,
+    /// Nothing to record (a deferral).
+    Nothing,
+    /// The failure is recorded for the bounce but the done mark failed.
+    FailureOnly(String),
+    /// Nothing could be recorded.
+    Failed(String),
 }
 
 /// qmail-send: routes new messages, schedules deliveries, bounces and
@@ -292,23 +315,38 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                 return;
             }
         };
-        for id in ids {
-            let router = &self.control.router;
-            match self.queue.preprocess(id, |r| router.route(r)).await {
-                Ok(state) => {
-                    emit(&log::new_msg(id));
-                    emit(&log::info_msg(
-                        id,
-                        state.header.len,
-                        &state.sender,
-                        state.header.qp,
-                        state.header.uid,
-                    ));
-                    self.messages.insert(id, Active::new(state));
-                    let now = self.now();
-                    self.schedule_waiting(id, now);
+        // Intake of different messages is independent: run a batch at once
+        // so their syncs overlap, then log them in id order.
+        let router = Arc::new(self.control.router.clone());
+        for batch in ids.chunks(INTAKE_BATCH) {
+            let mut tasks = tokio::task::JoinSet::new();
+            for &id in batch {
+                let (queue, router) = (self.queue.clone(), Arc::clone(&router));
+                tasks.spawn(async move { (id, queue.preprocess(id, |r| router.route(r)).await) });
+            }
+            let mut taken = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                match joined {
+                    Ok((id, Ok(state))) => taken.push((id, state)),
+                    Ok((id, Err(e))) => {
+                        tracing::warn!("unable to take in todo/{id}, will try again: {e}")
+                    }
+                    Err(e) => tracing::warn!("intake task failed, will try again: {e}"),
                 }
-                Err(e) => tracing::warn!("unable to take in todo/{id}, will try again: {e}"),
+            }
+            taken.sort_by_key(|(id, _)| *id);
+            let now = self.now();
+            for (id, state) in taken {
+                emit(&log::new_msg(id));
+                emit(&log::info_msg(
+                    id,
+                    state.header.len,
+                    &state.sender,
+                    state.header.qp,
+                    state.header.uid,
+                ));
+                self.messages.insert(id, Active::new(state));
+                self.schedule_waiting(id, now);
             }
         }
     }
@@ -404,33 +442,30 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         let dying = is_dying(m.state.header.birth, now, lifetime);
         emit(&log::starting(number, id, ch, &rcpt.address));
         self.status();
-        if self.env().planted(Plant::DoneBeforeDeliver) {
-            let _ = self.queue.mark_done(id, ch, &rcpt).await;
-        }
-        let tx = self.done_tx.clone();
-        let report = move |outcome| Completion {
-            number,
-            id,
-            channel: ch,
+        let task = DeliveryTask {
+            queue: self.queue.clone(),
+            job,
+            rcpt,
             index,
-            outcome,
             dying,
+            done: self.done_tx.clone(),
         };
         match ch {
-            Channel::Local => spawn_delivery(self.local.clone(), job, tx, report),
-            Channel::Remote => spawn_delivery(self.remote.clone(), job, tx, report),
+            Channel::Local => task.spawn(self.local.clone()),
+            Channel::Remote => task.spawn(self.remote.clone()),
         }
     }
 
-    /// Records an attempt's outcome durably, then decides what follows.
+    /// Takes in an attempt's (already durable) outcome and decides what
+    /// follows.
     async fn complete(&mut self, done: Completion) {
         let Completion {
             number,
             id,
             channel: ch,
             index,
-            mut outcome,
-            dying,
+            outcome,
+            recorded,
         } = done;
         let c = ci(ch);
         let now = self.now();
@@ -440,58 +475,33 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         };
         m.in_flight[c] -= 1;
         m.busy.remove(&(c, index));
-        let rcpt = m.state.recipients(ch)[index].clone();
-        if let (Outcome::Deferral(text), true) = (&outcome, dying) {
-            outcome = Outcome::Failure(format!(
-                "{}I'm not going to try again; this message has been in the queue too long.\n",
-                with_newline(text)
-            ));
-        }
-        let checkpoint = match &outcome {
-            Outcome::Success(text) => {
-                emit(&log::delivery(number, "success", text));
-                self.queue.mark_done(id, ch, &rcpt).await
-            }
-            Outcome::Failure(text) => {
-                emit(&log::delivery(number, "failure", text));
-                // The failure is durable before the recipient is done, so a
-                // crash in between repeats the attempt, never loses the bounce.
-                match self.queue.record_failure(id, &rcpt.address, text).await {
-                    Ok(()) => {
-                        m.state.bounce_pending = true;
-                        self.queue.mark_done(id, ch, &rcpt).await
-                    }
-                    Err(e) => Err(e),
-                }
-            }
-            Outcome::Deferral(text) => {
-                emit(&log::delivery(number, "deferral", text));
-                Ok(())
-            }
+        let (kind, text) = match &outcome {
+            Outcome::Success(t) => ("success", t),
+            Outcome::Failure(t) => ("failure", t),
+            Outcome::Deferral(t) => ("deferral", t),
         };
-        match checkpoint {
-            Ok(()) if !matches!(outcome, Outcome::Deferral(_)) => {
-                if let Some(r) = m
-                    .state
-                    .local
-                    .get_mut(index)
-                    .filter(|_| ch == Channel::Local)
-                {
-                    r.done = true;
+        emit(&log::delivery(number, kind, text));
+        match recorded {
+            Recorded::Done => {
+                if matches!(outcome, Outcome::Failure(_)) {
+                    m.state.bounce_pending = true;
                 }
-                if let Some(r) = m
-                    .state
-                    .remote
-                    .get_mut(index)
-                    .filter(|_| ch == Channel::Remote)
-                {
+                let list = match ch {
+                    Channel::Local => &mut m.state.local,
+                    Channel::Remote => &mut m.state.remote,
+                };
+                if let Some(r) = list.get_mut(index) {
                     r.done = true;
                 }
             }
-            Ok(()) => {}
-            Err(e) => {
-                // Not recorded: the recipient stays to do and is tried again
-                // on the schedule (a possible duplicate, never a loss).
+            Recorded::Nothing => {}
+            // Not done: the recipient is tried again on the schedule (a
+            // possible duplicate, never a loss).
+            Recorded::FailureOnly(e) => {
+                m.state.bounce_pending = true;
+                tracing::warn!("unable to record delivery {number} of msg {id}: {e}");
+            }
+            Recorded::Failed(e) => {
                 tracing::warn!("unable to record delivery {number} of msg {id}: {e}");
             }
         }
@@ -660,21 +670,74 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
     }
 }
 
-/// Runs one delivery as a task of its own and reports its outcome; a
-/// delivery that panics is reported as a deferral.
-fn spawn_delivery<D: Deliver>(
-    agent: D,
+/// One delivery attempt, run as a task of its own: the agent's attempt,
+/// then the checkpoint that makes its outcome durable, then the report to
+/// the scheduler. Checkpoints of concurrent deliveries thus run in
+/// parallel, and the scheduler never waits on a disk for them.
+struct DeliveryTask<E: Env> {
+    queue: Queue<E>,
     job: DeliveryJob,
-    tx: mpsc::UnboundedSender<Completion>,
-    report: impl FnOnce(Outcome) -> Completion + Send + 'static,
-) {
-    tokio::spawn(async move {
+    rcpt: Recipient,
+    index: usize,
+    /// The attempt started after the queue lifetime: a deferral is final.
+    dying: bool,
+    done: mpsc::UnboundedSender<Completion>,
+}
+
+impl<E: Env> DeliveryTask<E> {
+    fn spawn<D: Deliver>(self, agent: D) {
+        tokio::spawn(self.run(agent));
+    }
+
+    async fn run<D: Deliver>(self, agent: D) {
+        let DeliveryTask {
+            queue,
+            job,
+            rcpt,
+            index,
+            dying,
+            done,
+        } = self;
+        let (id, ch, number) = (job.id, job.channel, job.number);
+        if queue.env().planted(Plant::DoneBeforeDeliver) {
+            let _ = queue.mark_done(id, ch, &rcpt).await;
+        }
+        // A panicking agent is a deferral, not a dead scheduler.
         let attempt = tokio::spawn(async move { agent.deliver(job).await });
-        let outcome = attempt
+        let mut outcome = attempt
             .await
             .unwrap_or_else(|_| Outcome::Deferral("Delivery agent crashed. (#4.3.0)\n".into()));
-        let _ = tx.send(report(outcome));
-    });
+        if let (Outcome::Deferral(text), true) = (&outcome, dying) {
+            outcome = Outcome::Failure(format!(
+                "{}I'm not going to try again; this message has been in the queue too long.\n",
+                with_newline(text)
+            ));
+        }
+        let recorded = match &outcome {
+            Outcome::Success(_) => match queue.mark_done(id, ch, &rcpt).await {
+                Ok(()) => Recorded::Done,
+                Err(e) => Recorded::Failed(e.to_string()),
+            },
+            // The failure is durable before the recipient is done, so a
+            // crash in between repeats the attempt, never loses the bounce.
+            Outcome::Failure(text) => match queue.record_failure(id, &rcpt.address, text).await {
+                Ok(()) => match queue.mark_done(id, ch, &rcpt).await {
+                    Ok(()) => Recorded::Done,
+                    Err(e) => Recorded::FailureOnly(e.to_string()),
+                },
+                Err(e) => Recorded::Failed(e.to_string()),
+            },
+            Outcome::Deferral(_) => Recorded::Nothing,
+        };
+        let _ = done.send(Completion {
+            number,
+            id,
+            channel: ch,
+            index,
+            outcome,
+            recorded,
+        });
+    }
 }
 
 fn with_newline(text: &str) -> String {
