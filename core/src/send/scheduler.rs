@@ -161,6 +161,10 @@ pub struct Scheduler<E: Env, L: Deliver, R: Deliver> {
     deliveries: u64,
     /// Messages whose bounce could not be injected yet, and when to retry.
     bounce_retry: BTreeMap<MsgId, u64>,
+    /// Messages whose intake failed after they left `todo/` (the sync of
+    /// `mess/` or the reload failed): taken in from `mess/` at the next
+    /// intake, or they would wait for a restart.
+    stranded: BTreeSet<MsgId>,
     done_tx: mpsc::UnboundedSender<Completion>,
     done_rx: mpsc::UnboundedReceiver<Completion>,
     ready: Option<tokio::sync::oneshot::Sender<()>>,
@@ -180,6 +184,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             busy: [0; 2],
             deliveries: 0,
             bounce_retry: BTreeMap::new(),
+            stranded: BTreeSet::new(),
             done_tx,
             done_rx,
             ready: None,
@@ -306,8 +311,26 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         wake
     }
 
-    /// Takes in every message waiting in `todo/`.
+    /// Takes in every message waiting in `todo/`, and any stranded in
+    /// `mess/` by a failed intake.
     async fn intake(&mut self) {
+        for id in std::mem::take(&mut self.stranded) {
+            let fs = self.queue.env().fs();
+            if self.messages.contains_key(&id) || fs.exists(&self.queue.layout().todo(id)).await {
+                // Taken in already, or still in todo/ (taken in below).
+                continue;
+            }
+            match self.queue.load(id).await {
+                Ok(state) => {
+                    let now = self.now();
+                    self.take_in(id, state, now);
+                }
+                Err(e) => {
+                    tracing::warn!("unable to take in mess/{id}, will try again: {e}");
+                    self.stranded.insert(id);
+                }
+            }
+        }
         let ids = match self.queue.list_todo().await {
             Ok(ids) => ids,
             Err(e) => {
@@ -329,7 +352,8 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                 match joined {
                     Ok((id, Ok(state))) => taken.push((id, state)),
                     Ok((id, Err(e))) => {
-                        tracing::warn!("unable to take in todo/{id}, will try again: {e}")
+                        tracing::warn!("unable to take in todo/{id}, will try again: {e}");
+                        self.stranded.insert(id);
                     }
                     Err(e) => tracing::warn!("intake task failed, will try again: {e}"),
                 }
@@ -337,18 +361,23 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             taken.sort_by_key(|(id, _)| *id);
             let now = self.now();
             for (id, state) in taken {
-                emit(&log::new_msg(id));
-                emit(&log::info_msg(
-                    id,
-                    state.header.len,
-                    &state.sender,
-                    state.header.qp,
-                    state.header.uid,
-                ));
-                self.messages.insert(id, Active::new(state));
-                self.schedule_waiting(id, now);
+                self.take_in(id, state, now);
             }
         }
+    }
+
+    /// Logs a message taken in and puts it on the schedule.
+    fn take_in(&mut self, id: MsgId, state: MessageState, now: u64) {
+        emit(&log::new_msg(id));
+        emit(&log::info_msg(
+            id,
+            state.header.len,
+            &state.sender,
+            state.header.qp,
+            state.header.uid,
+        ));
+        self.messages.insert(id, Active::new(state));
+        self.schedule_waiting(id, now);
     }
 
     /// Puts each channel of a message that has recipients waiting (and
