@@ -299,15 +299,15 @@ impl<E: Env> Queue<E> {
     ) -> Result<(), QueueError> {
         let fs = self.env.fs();
         let path = self.layout.bounce(id);
-        let created = !fs.exists(&path).await;
         let mut f = fs
             .open(&path, &OpenOptions::append().with_mode(0o600))
             .await?;
         f.write_all(&encode_bounce(rcpt, reason)).await?;
         f.sync_all().await?;
-        if created {
-            fs.sync_dir(parent(&path)).await?;
-        }
+        // Every time, not only when this call created the file: an earlier
+        // call whose directory sync failed left a name that is visible but
+        // not durable, and the done mark that follows must not outlive it.
+        fs.sync_dir(parent(&path)).await?;
         Ok(())
     }
 
