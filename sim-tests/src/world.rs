@@ -129,6 +129,14 @@ fn now_ms(sim: &turmoil::Sim<'_>) -> u64 {
 }
 
 impl World {
+    /// A driver event in the trace, stamped with the simulated time (the
+    /// trace's own stamp is only known inside a host).
+    fn log(&self, what: std::fmt::Arguments<'_>) {
+        let t = self.sim.elapsed().as_secs_f64();
+        self.trace
+            .record("driver", format_args!("at {t:.3} {what}"));
+    }
+
     fn crash(&mut self, keep_probability: f64, torn: bool, downtime_ms: u64) {
         if self.restart_at.is_some() {
             return;
@@ -162,13 +170,13 @@ impl World {
     }
 
     fn restart(&mut self) {
-        self.trace.record("driver", format_args!("restart mta"));
+        self.log(format_args!("restart mta"));
         self.sim.bounce("mta");
         self.restart_at = None;
     }
 
     fn apply(&mut self, e: Event) {
-        self.trace.record("driver", format_args!("{e:?}"));
+        self.log(format_args!("{e:?}"));
         match e {
             Event::Crash {
                 keep_probability,
@@ -252,8 +260,7 @@ impl World {
             self.fs.resume();
         }
         if self.restart_at.is_none() && !self.sim.is_host_running("mta") {
-            self.trace
-                .record("driver", format_args!("mta exited; restart in 1s"));
+            self.log(format_args!("mta exited; restart in 1s"));
             self.restart_at = Some(now + 1_000);
         }
     }
