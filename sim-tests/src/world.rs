@@ -143,13 +143,10 @@ impl World {
         }
         self.crashes += 1;
         let crash_seed = mix(self.seed, 0xc4a5 + u64::from(self.crashes));
-        self.trace.record(
-            "driver",
-            format_args!(
-                "crash #{} keep={keep_probability} torn={torn}",
-                self.crashes
-            ),
-        );
+        self.log(format_args!(
+            "crash #{} keep={keep_probability} torn={torn}",
+            self.crashes
+        ));
         crash_host(
             &mut self.sim,
             "mta",
