@@ -329,11 +329,15 @@ pub async fn serve<E: Env, L: NetListener>(
     let control = Arc::new(control);
     tokio::pin!(stop);
     loop {
+        // Biased: tokio's fair select draws from an unseeded generator,
+        // which a deterministic simulation cannot allow.
         let permit = tokio::select! {
+            biased;
             _ = &mut stop => return Ok(()),
             p = Arc::clone(&limit).acquire_owned() => p.map_err(io::Error::other)?,
         };
         let (stream, peer) = tokio::select! {
+            biased;
             _ = &mut stop => return Ok(()),
             r = listener.accept() => match r {
                 Ok(x) => x,
