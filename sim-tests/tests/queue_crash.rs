@@ -320,3 +320,29 @@ fn removal_finishes_or_leaves_a_finished_message() {
         },
     );
 }
+
+/// A rename whose new name became durable while the removal of the old one
+/// did not (ext4 without a journal can do that): the message is in todo/
+/// and mess/ at once. Recovery drops the old name; the done marks stand.
+#[test]
+fn a_message_in_both_todo_and_mess_keeps_its_done_marks() {
+    let rt = rt();
+    let fs = SimFs::new(3);
+    let q = Queue::new(env_on(&fs, 3), ROOT);
+    rt.block_on(async {
+        q.create().await.unwrap();
+        let id = inject(&q).await.unwrap();
+        let st = q.preprocess(id, route).await.unwrap();
+        q.mark_done(id, Channel::Local, &st.local[0]).await.unwrap();
+        // The old name comes back, as a crash could have left it.
+        fs.link(&q.layout().mess(id), &q.layout().todo(id))
+            .await
+            .unwrap();
+        let report = q.recover().await.unwrap();
+        assert_eq!((report.stale_todo, report.todo, report.active), (1, 0, 1));
+        assert!(q.list_todo().await.unwrap().is_empty());
+        let after = q.load(id).await.unwrap();
+        assert!(after.local[0].done, "the done mark survives");
+        whole(&q, id).await.unwrap();
+    });
+}

@@ -11,6 +11,8 @@ pub struct RecoveryReport {
     pub removed_tmp: usize,
     /// Committed messages waiting in `todo/` (the scheduler takes them in).
     pub todo: usize,
+    /// Old `todo/` names of messages already in `mess/`, removed.
+    pub stale_todo: usize,
     /// Messages being delivered.
     pub active: usize,
     /// Messages whose removal was interrupted, now finished.
@@ -39,8 +41,24 @@ impl<E: Env> Queue<E> {
         }
 
         // 2. todo/ is committed work: left for the scheduler's intake, which
-        //    rewrites any state files an interrupted intake left behind.
-        let todo = self.list_todo().await?;
+        //    rewrites any state files an interrupted intake left behind. A
+        //    name in both todo/ and mess/ is one file (ids are inode numbers)
+        //    whose rename into mess/ was made durable but the removal of its
+        //    old name was not (a filesystem without a journal may do that):
+        //    the old name goes, or intake would start the message over.
+        let mut todo = self.list_todo().await?;
+        let mut stale = false;
+        for &id in &todo {
+            if fs.exists(&l.mess(id)).await {
+                fs.remove_file(&l.todo(id)).await?;
+                report.stale_todo += 1;
+                stale = true;
+            }
+        }
+        if stale {
+            fs.sync_dir(&l.todo_dir()).await?;
+            todo = self.list_todo().await?;
+        }
         report.todo = todo.len();
 
         // 3. mess/: a message with no state files and no pending bounce had
