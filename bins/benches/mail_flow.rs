@@ -18,24 +18,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{QmailRun, init_home, proc_status_kb, set_control};
-
-async fn reply(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>, line: &mut String) -> u32 {
-    loop {
-        line.clear();
-        r.read_line(line).await.unwrap();
-        assert!(line.len() >= 4, "short reply {line:?}");
-        if line.as_bytes()[3] == b' ' {
-            return line[..3].parse().unwrap();
-        }
-    }
-}
+use support::{QmailRun, bench_message, init_home, proc_status_kb, set_control, smtp_reply};
 
 /// One SMTP session sending messages while there are any left to send.
 async fn session(addr: String, rcpt: Arc<String>, left: Arc<AtomicUsize>, body: Arc<Vec<u8>>) {
@@ -44,9 +33,9 @@ async fn session(addr: String, rcpt: Arc<String>, left: Arc<AtomicUsize>, body: 
     let (r, mut w) = stream.into_split();
     let mut r = BufReader::new(r);
     let mut line = String::new();
-    assert_eq!(reply(&mut r, &mut line).await, 220);
+    assert_eq!(smtp_reply(&mut r, &mut line).await, 220);
     w.write_all(b"EHLO bench.client\r\n").await.unwrap();
-    assert_eq!(reply(&mut r, &mut line).await, 250);
+    assert_eq!(smtp_reply(&mut r, &mut line).await, 250);
     let envelope =
         format!("MAIL FROM:<bench@client.example>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n").into_bytes();
     while left
@@ -54,11 +43,11 @@ async fn session(addr: String, rcpt: Arc<String>, left: Arc<AtomicUsize>, body: 
         .is_ok()
     {
         w.write_all(&envelope).await.unwrap();
-        assert_eq!(reply(&mut r, &mut line).await, 250, "{line}");
-        assert_eq!(reply(&mut r, &mut line).await, 250, "{line}");
-        assert_eq!(reply(&mut r, &mut line).await, 354, "{line}");
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 250, "{line}");
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 250, "{line}");
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 354, "{line}");
         w.write_all(&body).await.unwrap();
-        assert_eq!(reply(&mut r, &mut line).await, 250, "{line}");
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 250, "{line}");
     }
     w.write_all(b"QUIT\r\n").await.unwrap();
 }
@@ -76,7 +65,7 @@ struct Figures {
 /// `maildir` holds `before + n` files.
 fn flow(rt: &tokio::runtime::Runtime, addr: &str, rcpt: &str, maildir: &Path, n: usize) -> Figures {
     let before = count(maildir);
-    let body = message();
+    let body = Arc::new(bench_message());
     let start = Instant::now();
     let left = Arc::new(AtomicUsize::new(n));
     let rcpt = Arc::new(rcpt.to_string());
@@ -105,18 +94,6 @@ fn flow(rt: &tokio::runtime::Runtime, addr: &str, rcpt: &str, maildir: &Path, n:
         accepted,
         delivered: start.elapsed(),
     }
-}
-
-fn message() -> Arc<Vec<u8>> {
-    let mut body =
-        b"From: bench@client.example\r\nTo: user@localhost\r\nSubject: bench\r\n\r\n".to_vec();
-    while body.len() < 4096 {
-        body.extend_from_slice(
-            b"The quick brown fox jumps over the lazy dog, again and again.\r\n",
-        );
-    }
-    body.extend_from_slice(b".\r\n");
-    Arc::new(body)
 }
 
 fn print(name: &str, n: usize, f: &Figures, extra: &str) {

@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader as TokioBufReader};
+use tokio::io::{AsyncWriteExt, BufReader as TokioBufReader};
 use tokio::net::TcpStream;
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{QmailRun, init_home, set_control};
+use support::{QmailRun, bench_message, init_home, set_control, smtp_reply};
 
 /// A fresh server in the current directory (the project's disk, not a
 /// tmpfs); `concurrency` sets control/concurrencyincoming.
@@ -27,17 +27,6 @@ fn start(concurrency: u32) -> QmailRun {
     QmailRun::start(home)
 }
 
-async fn reply(r: &mut TokioBufReader<tokio::net::tcp::OwnedReadHalf>, line: &mut String) -> u32 {
-    loop {
-        line.clear();
-        r.read_line(line).await.unwrap();
-        assert!(line.len() >= 4, "short reply {line:?}");
-        if line.as_bytes()[3] == b' ' {
-            return line[..3].parse().unwrap();
-        }
-    }
-}
-
 /// One SMTP session sending messages while there are any left to send.
 async fn session(port: u16, left: Arc<AtomicUsize>, body: Arc<Vec<u8>>) -> usize {
     let stream = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -45,9 +34,9 @@ async fn session(port: u16, left: Arc<AtomicUsize>, body: Arc<Vec<u8>>) -> usize
     let (r, mut w) = stream.into_split();
     let mut r = TokioBufReader::new(r);
     let mut line = String::new();
-    assert_eq!(reply(&mut r, &mut line).await, 220);
+    assert_eq!(smtp_reply(&mut r, &mut line).await, 220);
     w.write_all(b"EHLO bench.client\r\n").await.unwrap();
-    assert_eq!(reply(&mut r, &mut line).await, 250);
+    assert_eq!(smtp_reply(&mut r, &mut line).await, 250);
     let mut sent = 0;
     while left
         .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
@@ -57,11 +46,11 @@ async fn session(port: u16, left: Arc<AtomicUsize>, body: Arc<Vec<u8>>) -> usize
         w.write_all(b"MAIL FROM:<bench@client.example>\r\nRCPT TO:<user@localhost>\r\nDATA\r\n")
             .await
             .unwrap();
-        assert_eq!(reply(&mut r, &mut line).await, 250);
-        assert_eq!(reply(&mut r, &mut line).await, 250);
-        assert_eq!(reply(&mut r, &mut line).await, 354);
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 250);
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 250);
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 354);
         w.write_all(&body).await.unwrap();
-        assert_eq!(reply(&mut r, &mut line).await, 250, "{line}");
+        assert_eq!(smtp_reply(&mut r, &mut line).await, 250, "{line}");
         sent += 1;
     }
     w.write_all(b"QUIT\r\n").await.unwrap();
@@ -82,14 +71,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
-    let mut body =
-        b"From: bench@client.example\r\nTo: user@localhost\r\nSubject: bench\r\n\r\n".to_vec();
-    while body.len() < 4096 {
-        body.extend_from_slice(
-            b"The quick brown fox jumps over the lazy dog, again and again.\r\n",
-        );
-    }
-    body.extend_from_slice(b".\r\n");
+    let body = bench_message();
     let body = Arc::new(body);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -137,7 +119,7 @@ fn main() {
             let (r, w) = s.into_split();
             let mut r = TokioBufReader::new(r);
             let mut line = String::new();
-            assert_eq!(reply(&mut r, &mut line).await, 220);
+            assert_eq!(smtp_reply(&mut r, &mut line).await, 220);
             held.push((r, w));
         }
         held

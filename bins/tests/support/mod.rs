@@ -126,3 +126,32 @@ pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
+
+/// Reads one SMTP reply (all its lines) and returns its code.
+pub async fn smtp_reply(
+    r: &mut tokio::io::BufReader<tokio::net::tcp::OwnedReadHalf>,
+    line: &mut String,
+) -> u32 {
+    use tokio::io::AsyncBufReadExt;
+    loop {
+        line.clear();
+        r.read_line(line).await.unwrap();
+        assert!(line.len() >= 4, "short reply {line:?}");
+        if line.as_bytes()[3] == b' ' {
+            return line[..3].parse().unwrap();
+        }
+    }
+}
+
+/// The benchmarks' message: 4 KB of text in SMTP form, final dot included.
+pub fn bench_message() -> Vec<u8> {
+    let mut body =
+        b"From: bench@client.example\r\nTo: user@localhost\r\nSubject: bench\r\n\r\n".to_vec();
+    while body.len() < 4096 {
+        body.extend_from_slice(
+            b"The quick brown fox jumps over the lazy dog, again and again.\r\n",
+        );
+    }
+    body.extend_from_slice(b".\r\n");
+    body
+}
