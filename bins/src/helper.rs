@@ -136,3 +136,24 @@ pub fn die(code: u8, text: &str) -> std::process::ExitCode {
     eprintln!("{text}");
     std::process::ExitCode::from(code)
 }
+
+/// condredirect's and bouncesaying's common step: spool the message, run
+/// the condition program `argv` on it and read its exit. Returns the
+/// message (to be rewound) when the program said to act; otherwise the exit
+/// code the helper ends with (0 to let the `.qmail` file go on, 111 to try
+/// again later), its reason already printed.
+pub fn run_condition(fatal: &str, argv: &[String]) -> Result<File, std::process::ExitCode> {
+    use qmail_core::local::helpers::{Condition, condition};
+    let message =
+        rewindable_stdin().map_err(|e| die(111, &format!("{fatal}unable to read message: {e}")))?;
+    let status = run_child(argv, &message)
+        .map_err(|e| die(111, &format!("{fatal}unable to run {}: {e}", argv[0])))?;
+    match condition(status) {
+        Condition::Act => Ok(message),
+        Condition::Continue => Err(std::process::ExitCode::SUCCESS),
+        Condition::Retry if status == ExitCode::Signaled => {
+            Err(die(111, &format!("{fatal}child crashed")))
+        }
+        Condition::Retry => Err(die(111, &format!("{fatal}temporary child error"))),
+    }
+}

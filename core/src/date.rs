@@ -55,6 +55,24 @@ impl Civil {
     }
 }
 
+/// `Wed Nov 25 03:06:23 2026` (UTC, asctime's layout), as the `From ` line
+/// of an mbox has it.
+pub fn ctime(secs: u64) -> String {
+    // 1 Jan 1970 was a Thursday.
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    let c = Civil::from_unix(secs);
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} {}",
+        DAYS[((secs / 86_400) % 7) as usize],
+        MONTHS[(c.month - 1) as usize],
+        c.day,
+        c.hour,
+        c.minute,
+        c.second,
+        c.year
+    )
+}
+
 /// The date qmail puts in Received and Date lines: `25 Nov 2026 03:06:23 -0000`.
 pub fn rfc822(secs: u64) -> String {
     format!("{} -0000", Civil::from_unix(secs).qmail_datetime())
@@ -71,6 +89,8 @@ mod tests {
         assert_eq!(rfc822(0), "1 Jan 1970 00:00:00 -0000");
         assert_eq!(rfc822(951_782_400), "29 Feb 2000 00:00:00 -0000");
         assert_eq!(rfc822(4_102_444_799), "31 Dec 2099 23:59:59 -0000");
+        assert_eq!(ctime(1_795_575_983), "Wed Nov 25 03:06:23 2026");
+        assert_eq!(ctime(0), "Thu Jan 01 00:00:00 1970");
     }
 
     proptest::proptest! {

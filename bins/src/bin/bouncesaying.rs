@@ -5,8 +5,7 @@
 
 use std::process::ExitCode;
 
-use qmail_bins::helper::{die, rewindable_stdin, run_child};
-use qmail_core::local::helpers::{Condition, condition};
+use qmail_bins::helper::{die, run_condition};
 
 const FATAL: &str = "bouncesaying: fatal: ";
 
@@ -18,23 +17,10 @@ fn main() -> ExitCode {
             "bouncesaying: usage: bouncesaying error [ program [ arg ... ] ]",
         );
     };
-    if args.len() > 1 {
-        let message = match rewindable_stdin() {
-            Ok(f) => f,
-            Err(e) => return die(111, &format!("{FATAL}unable to read message: {e}")),
-        };
-        let status = match run_child(&args[1..], &message) {
-            Ok(s) => s,
-            Err(e) => return die(111, &format!("{FATAL}unable to run {}: {e}", args[1])),
-        };
-        match condition(status) {
-            Condition::Act => {}
-            Condition::Retry if status == qmail_core::env::ExitCode::Signaled => {
-                return die(111, &format!("{FATAL}child crashed"));
-            }
-            Condition::Retry => return die(111, &format!("{FATAL}temporary child error")),
-            Condition::Continue => return ExitCode::SUCCESS,
-        }
+    if args.len() > 1
+        && let Err(exit) = run_condition(FATAL, &args[1..])
+    {
+        return exit;
     }
     die(100, error)
 }

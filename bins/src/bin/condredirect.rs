@@ -7,9 +7,8 @@
 use std::io::{Seek, SeekFrom};
 use std::process::ExitCode;
 
-use qmail_bins::helper::{die, forward_file, rewindable_stdin, run_child};
+use qmail_bins::helper::{die, forward_file, run_condition};
 use qmail_core::local::forward::ForwardError;
-use qmail_core::local::helpers::{Condition, condition};
 
 const FATAL: &str = "condredirect: fatal: ";
 
@@ -21,22 +20,10 @@ fn main() -> ExitCode {
             "condredirect: usage: condredirect newaddress program [ arg ... ]",
         );
     }
-    let mut message = match rewindable_stdin() {
-        Ok(f) => f,
-        Err(e) => return die(111, &format!("{FATAL}unable to read message: {e}")),
+    let mut message = match run_condition(FATAL, &args[1..]) {
+        Ok(m) => m,
+        Err(exit) => return exit,
     };
-    let status = match run_child(&args[1..], &message) {
-        Ok(s) => s,
-        Err(e) => return die(111, &format!("{FATAL}unable to run {}: {e}", args[1])),
-    };
-    match condition(status) {
-        Condition::Continue => return ExitCode::SUCCESS,
-        Condition::Retry if status == qmail_core::env::ExitCode::Signaled => {
-            return die(111, &format!("{FATAL}child crashed"));
-        }
-        Condition::Retry => return die(111, &format!("{FATAL}temporary child error")),
-        Condition::Act => {}
-    }
     if let Err(e) = message.seek(SeekFrom::Start(0)) {
         return die(111, &format!("{FATAL}unable to rewind: {e}"));
     }

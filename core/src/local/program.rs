@@ -46,7 +46,7 @@ impl Vars {
         } else {
             self.sender.replace([' ', '\t', '\n'], "-")
         };
-        format!("From {sender} {}\n", ctime(self.start))
+        format!("From {sender} {}\n", crate::date::ctime(self.start))
     }
 
     /// The environment of a delivery program (qmail-command(8)), plus the
@@ -103,25 +103,6 @@ pub fn host_heads(host: &str) -> [String; 4] {
         rest = rest.rsplit_once('.').map(|(h, _)| h).unwrap_or("");
     }
     out
-}
-
-/// `Wed Nov 25 03:06:23 2026` (UTC), as qmail's `From ` lines have it.
-pub fn ctime(secs: u64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let c = crate::date::Civil::from_unix(secs);
-    format!(
-        "{} {} {:02} {:02}:{:02}:{:02} {}",
-        DAYS[((secs / 86_400) % 7) as usize],
-        MONTHS[(c.month - 1) as usize],
-        c.day,
-        c.hour,
-        c.minute,
-        c.second,
-        c.year
-    )
 }
 
 /// What a program's exit means for the delivery.
