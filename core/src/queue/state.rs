@@ -109,18 +109,45 @@ async fn remove_if_exists<F: Fs>(fs: &F, path: &Path) -> io::Result<bool> {
     }
 }
 
+/// The recipients a state file's bytes hold.
+fn recipients(path: &Path, bytes: &[u8]) -> Result<Vec<Recipient>, QueueError> {
+    Ok(decode_records(bytes)
+        .map_err(|w| corrupt(path, w))?
+        .into_iter()
+        .map(|(offset, done, address)| Recipient {
+            address,
+            done,
+            offset,
+        })
+        .collect())
+}
+
+/// Writes a channel's state file for `addrs` at intake (synced, its name
+/// too) and returns its recipients. With no recipients, a stale file from
+/// an earlier intake with other routing is removed instead.
+async fn write_state<F: Fs>(
+    fs: &F,
+    path: &Path,
+    addrs: &[String],
+) -> Result<Vec<Recipient>, QueueError> {
+    if addrs.is_empty() {
+        if remove_if_exists(fs, path).await? {
+            fs.sync_dir(parent(path)).await?;
+        }
+        return Ok(Vec::new());
+    }
+    let records = encode_records(addrs.iter().map(String::as_str));
+    write_synced(fs, path, &records).await?;
+    // The name is durable before the rename into mess/ can be: a message in
+    // mess/ without its state files would be taken for a finished one.
+    fs.sync_dir(parent(path)).await?;
+    recipients(path, &records)
+}
+
 async fn read_records<F: Fs>(fs: &F, path: &Path) -> Result<Vec<Recipient>, QueueError> {
     match fs.read_if_exists(path).await? {
         None => Ok(Vec::new()),
-        Some(b) => Ok(decode_records(&b)
-            .map_err(|w| corrupt(path, w))?
-            .into_iter()
-            .map(|(offset, done, address)| Recipient {
-                address,
-                done,
-                offset,
-            })
-            .collect()),
+        Some(b) => recipients(path, &b),
     }
 }
 
@@ -184,7 +211,7 @@ impl<E: Env> Queue<E> {
     ) -> Result<MessageState, QueueError> {
         let fs = self.env.fs();
         let l = &self.layout;
-        let (_, envelope) = self.read_todo(id).await?;
+        let (header, envelope) = self.read_todo(id).await?;
         let (mut local, mut remote) = (Vec::new(), Vec::new());
         for r in &envelope.recipients {
             match route(r) {
@@ -192,27 +219,22 @@ impl<E: Env> Queue<E> {
                 (Channel::Remote, a) => remote.push(a),
             }
         }
-        for (path, addrs) in [(l.local(id), &local), (l.remote(id), &remote)] {
-            let changed = if addrs.is_empty() {
-                // A stale file from an earlier attempt with other routing must go.
-                remove_if_exists(fs, &path).await?
-            } else {
-                write_synced(fs, &path, &encode_records(addrs.iter().map(String::as_str))).await?;
-                true
-            };
-            // The state file's name is durable before the rename below can
-            // be: a message in mess/ without its state files would be taken
-            // for a finished one.
-            if changed {
-                fs.sync_dir(parent(&path)).await?;
-            }
-        }
+        let local_rcpts = write_state(fs, &l.local(id), &local).await?;
+        let remote_rcpts = write_state(fs, &l.remote(id), &remote).await?;
         let mess = l.mess(id);
         fs.rename(&l.todo(id), &mess).await?;
         // Syncing either directory makes the rename durable (docs/queue.md);
         // should it be lost, the message is taken in again from todo/.
         fs.sync_dir(parent(&mess)).await?;
-        self.load(id).await
+        // The state is what was just written: no need to read it back.
+        Ok(MessageState {
+            id,
+            header,
+            sender: envelope.sender,
+            local: local_rcpts,
+            remote: remote_rcpts,
+            bounce_pending: fs.exists(&l.bounce(id)).await,
+        })
     }
 
     /// The durable state of a message the scheduler took in.

@@ -56,8 +56,8 @@ pub enum SendError {
 const TODO_SCAN: Duration = Duration::from_secs(300);
 /// How many messages are taken in at once.
 const INTAKE_BATCH: usize = 64;
-/// How soon a bounce that could not be injected is tried again.
-const BOUNCE_RETRY_SECS: u64 = 60;
+/// How soon a bounce or a removal that failed is tried again.
+const IDLE_RETRY_SECS: u64 = 60;
 
 const CHANNELS: [Channel; 2] = [Channel::Local, Channel::Remote];
 
@@ -159,8 +159,8 @@ pub struct Scheduler<E: Env, L: Deliver, R: Deliver> {
     due: [BTreeSet<(u64, MsgId)>; 2],
     busy: [usize; 2],
     deliveries: u64,
-    /// Messages whose bounce could not be injected yet, and when to retry.
-    bounce_retry: BTreeMap<MsgId, u64>,
+    /// Messages whose bounce or removal failed, and when to try again.
+    idle_retry: BTreeMap<MsgId, u64>,
     /// Messages whose intake failed after they left `todo/` (the sync of
     /// `mess/` or the reload failed): taken in from `mess/` at the next
     /// intake, or they would wait for a restart.
@@ -183,7 +183,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             due: [BTreeSet::new(), BTreeSet::new()],
             busy: [0; 2],
             deliveries: 0,
-            bounce_retry: BTreeMap::new(),
+            idle_retry: BTreeMap::new(),
             stranded: BTreeSet::new(),
             done_tx,
             done_rx,
@@ -278,7 +278,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                             self.intake().await;
                         }
                     }
-                    self.retry_bounces(now).await;
+                    self.retry_idle(now).await;
                 }
             }
         }
@@ -305,7 +305,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                 }
             }
         }
-        if let Some(t) = self.bounce_retry.values().min() {
+        if let Some(t) = self.idle_retry.values().min() {
             wake = wake.min(*t);
         }
         wake
@@ -567,7 +567,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             };
             match sent {
                 Ok(()) => {
-                    self.bounce_retry.remove(&id);
+                    self.idle_retry.remove(&id);
                     if let Some(m) = self.messages.get_mut(&id) {
                         m.state.bounce_pending = false;
                     }
@@ -576,8 +576,8 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                     tracing::warn!(
                         "trouble injecting bounce message for msg {id}, will try later: {e}"
                     );
-                    let at = self.now() + BOUNCE_RETRY_SECS;
-                    self.bounce_retry.insert(id, at);
+                    let at = self.now() + IDLE_RETRY_SECS;
+                    self.idle_retry.insert(id, at);
                     return;
                 }
             }
@@ -585,20 +585,21 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         let Some(m) = self.messages.get(&id) else {
             return;
         };
-        let remove = if self.env().planted(Plant::RemovePending) {
-            self.queue.remove_files(id).await.map(|()| true)
-        } else if m.state.finished() {
-            self.queue.remove_if_done(id).await
-        } else {
+        // The in-memory state says finished only once every done mark and
+        // the bounce are durable, so it needs no second look at the disk.
+        if !m.state.finished() && !self.env().planted(Plant::RemovePending) {
             return;
-        };
-        match remove {
-            Ok(true) => {
+        }
+        match self.queue.remove_files(id).await {
+            Ok(()) => {
                 emit(&log::end_msg(id));
                 self.forget(id);
             }
-            Ok(false) => tracing::warn!("msg {id} looked finished but its queue files disagree"),
-            Err(e) => tracing::warn!("unable to remove msg {id}, will try later: {e}"),
+            Err(e) => {
+                tracing::warn!("unable to remove msg {id}, will try later: {e}");
+                let at = self.now() + IDLE_RETRY_SECS;
+                self.idle_retry.insert(id, at);
+            }
         }
     }
 
@@ -610,12 +611,12 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                 }
             }
         }
-        self.bounce_retry.remove(&id);
+        self.idle_retry.remove(&id);
     }
 
-    async fn retry_bounces(&mut self, now: u64) {
+    async fn retry_idle(&mut self, now: u64) {
         let due: Vec<MsgId> = self
-            .bounce_retry
+            .idle_retry
             .iter()
             .filter(|(_, t)| **t <= now)
             .map(|(id, _)| *id)
@@ -685,7 +686,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         for id in ids {
             self.schedule_waiting(id, now);
         }
-        for t in self.bounce_retry.values_mut() {
+        for t in self.idle_retry.values_mut() {
             *t = now;
         }
     }
