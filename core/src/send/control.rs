@@ -81,17 +81,24 @@ impl SendControl {
         let number_or = async |name: &str, default: u64| -> Result<u64, ControlError> {
             Ok(control::read_number(fs, &c(name)).await?.unwrap_or(default))
         };
+        // Every default is the one `defaults` gives for this host.
+        let d = SendControl::defaults(&me);
+        let b = &d.bounce;
         let concurrency = |v: u64| (v as usize).min(MAX_CONCURRENCY);
         Ok(SendControl {
             router: Router::new(&envnoathost, locals, percenthack, virtualdomains),
-            concurrency_local: concurrency(number_or("concurrencylocal", 10).await?),
-            concurrency_remote: concurrency(number_or("concurrencyremote", 20).await?),
-            queuelifetime: number_or("queuelifetime", 604_800).await?,
+            concurrency_local: concurrency(
+                number_or("concurrencylocal", d.concurrency_local as u64).await?,
+            ),
+            concurrency_remote: concurrency(
+                number_or("concurrencyremote", d.concurrency_remote as u64).await?,
+            ),
+            queuelifetime: number_or("queuelifetime", d.queuelifetime).await?,
             bounce: BounceControl {
-                bouncefrom: line_or("bouncefrom", "MAILER-DAEMON").await?,
-                bouncehost: line_or("bouncehost", &me).await?,
-                doublebounceto: line_or("doublebounceto", "postmaster").await?,
-                doublebouncehost: line_or("doublebouncehost", &me).await?,
+                bouncefrom: line_or("bouncefrom", &b.bouncefrom).await?,
+                bouncehost: line_or("bouncehost", &b.bouncehost).await?,
+                doublebounceto: line_or("doublebounceto", &b.doublebounceto).await?,
+                doublebouncehost: line_or("doublebouncehost", &b.doublebouncehost).await?,
             },
             me,
         })
