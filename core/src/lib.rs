@@ -10,6 +10,7 @@
 pub mod control;
 pub mod date;
 pub mod deliver;
+pub mod dns;
 pub mod env;
 pub mod home;
 pub mod local;
