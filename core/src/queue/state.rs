@@ -202,7 +202,7 @@ impl<E: Env> Queue<E> {
     /// Takes a committed message in: splits its recipients into local and
     /// remote state files as `route` says (which also gives the address to
     /// deliver to, rewritten by routing), makes them durable, then moves the
-    /// message from `todo/` to `mess/`. Safe to repeat after a crash: the state
+    /// message from `todo/` to `mess/` (link, sync, unlink, sync). Safe to repeat after a crash: the state
     /// files are rewritten from the envelope, which nothing has acted on yet.
     pub async fn preprocess(
         &self,
@@ -221,11 +221,23 @@ impl<E: Env> Queue<E> {
         }
         let local_rcpts = write_state(fs, &l.local(id), &local).await?;
         let remote_rcpts = write_state(fs, &l.remote(id), &remote).await?;
+        // qmail's order, which holds without a journal too: the new name is
+        // durable before the old one goes, and the old one's removal is
+        // durable before anything acts on the message (else a crash could
+        // bring the todo/ name back after the message was delivered and
+        // removed). A crash in between leaves both names, which recovery
+        // resolves by dropping the todo/ one.
         let mess = l.mess(id);
-        fs.rename(&l.todo(id), &mess).await?;
-        // Syncing either directory makes the rename durable (docs/queue.md);
-        // should it be lost, the message is taken in again from todo/.
+        match fs.link(&l.todo(id), &mess).await {
+            Ok(()) => {}
+            // An earlier intake of this message linked it and then failed:
+            // ids are inode numbers, so the name is this very file.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
         fs.sync_dir(parent(&mess)).await?;
+        remove_if_exists(fs, &l.todo(id)).await?;
+        self.todo_sync.sync(fs).await?;
         // The state is what was just written: no need to read it back.
         Ok(MessageState {
             id,
