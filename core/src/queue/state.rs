@@ -5,8 +5,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    Envelope, HEADER_LEN, MessageHeader, decode_bounce, decode_records, encode_bounce,
-    encode_records,
+    Envelope, HEADER_LEN, MessageHeader, bounce_whole_len, decode_bounce, decode_records,
+    encode_bounce, encode_records,
 };
 use super::layout::{SPLIT, id_of, parent};
 use super::{MsgId, Queue, QueueError};
@@ -333,11 +333,27 @@ impl<E: Env> Queue<E> {
     ) -> Result<(), QueueError> {
         let fs = self.env.fs();
         let path = self.layout.bounce(id);
-        let mut f = fs
-            .open(&path, &OpenOptions::append().with_mode(0o600))
-            .await?;
+        let opts = OpenOptions {
+            read: true,
+            ..OpenOptions::append()
+        };
+        let mut f = fs.open(&path, &opts.with_mode(0o600)).await?;
+        // Append after the last whole record: a torn one a crash left is
+        // cut off, so the new record never joins its fragments.
+        let mut old = Vec::new();
+        f.read_to_end(&mut old).await?;
+        let whole = bounce_whole_len(&old) as u64;
+        if whole < old.len() as u64 {
+            f.set_len(whole).await?;
+        }
         f.write_all(&encode_bounce(rcpt, reason)).await?;
-        f.sync_all().await?;
+        if let Err(e) = f.sync_all().await {
+            // The failed sync may have dropped the record while readers
+            // still see it (fsyncgate): cut it off, so the retry appends it
+            // where it belongs instead of after a hole of NULs on the disk.
+            let _ = f.set_len(whole).await;
+            return Err(e.into());
+        }
         // Every time, not only when this call created the file: an earlier
         // call whose directory sync failed left a name that is visible but
         // not durable, and the done mark that follows must not outlive it.
