@@ -180,7 +180,9 @@ fn a_bounce_record_whose_sync_dropped_it_leaves_no_hole() {
         q.preprocess(id, |a| (qmail_core::queue::Channel::Local, a.to_string()))
             .await
             .unwrap();
-        q.record_failure(id, "c@d", "Sorry. (#5.1.1)").await.unwrap();
+        q.record_failure(id, "c@d", "Sorry. (#5.1.1)")
+            .await
+            .unwrap();
         fs.set_faults(FsFaults {
             failed_sync_drops: 1.0,
             ..FsFaults::default()
