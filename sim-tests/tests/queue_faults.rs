@@ -213,3 +213,40 @@ fn a_bounce_record_whose_sync_dropped_it_leaves_no_hole() {
         );
     });
 }
+
+/// An intake whose last step (the sync of `todo/` after the unlink) failed
+/// is resumed from `mess/`; the resumption makes the unlink durable first,
+/// so a crash afterwards cannot bring the `todo/` name back.
+#[test]
+fn a_resumed_intake_makes_the_todo_removal_durable() {
+    let route = |a: &str| (qmail_core::queue::Channel::Local, a.to_string());
+    // How many mutations a whole intake makes; the last is the todo/ sync.
+    let (fs, q, rt) = setup();
+    let ops = rt.block_on(async {
+        inject(&q, 10).await.unwrap();
+        let id = q.list_todo().await.unwrap()[0];
+        let before = fs.stats().mutations;
+        q.preprocess(id, route).await.unwrap();
+        fs.stats().mutations - before
+    });
+    let (fs, q, rt) = setup();
+    rt.block_on(async {
+        inject(&q, 10).await.unwrap();
+        let id = q.list_todo().await.unwrap()[0];
+        fs.halt_after(ops - 1);
+        assert!(q.preprocess(id, route).await.is_err());
+        fs.resume();
+        assert!(!fs.exists(&q.layout().todo(id)).await, "unlinked");
+        let st = q.resume_intake(id).await.unwrap();
+        assert_eq!(st.local.len(), 1);
+        fs.crash(
+            4,
+            qmail_io_sim::CrashOptions {
+                keep_probability: 0.0,
+                torn_block: None,
+            },
+        );
+        assert!(q.list_todo().await.unwrap().is_empty(), "todo/ name gone");
+        assert_eq!(q.list_active().await.unwrap(), vec![id]);
+    });
+}

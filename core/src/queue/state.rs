@@ -249,6 +249,15 @@ impl<E: Env> Queue<E> {
         })
     }
 
+    /// The state of a message whose intake failed after its link into
+    /// `mess/`: makes the removal of its `todo/` name durable first (that
+    /// sync may be what failed), so a crash after its delivery cannot bring
+    /// the old name back.
+    pub async fn resume_intake(&self, id: MsgId) -> Result<MessageState, QueueError> {
+        self.todo_sync.sync(self.env.fs()).await?;
+        self.load(id).await
+    }
+
     /// The durable state of a message the scheduler took in.
     pub async fn load(&self, id: MsgId) -> Result<MessageState, QueueError> {
         let fs = self.env.fs();

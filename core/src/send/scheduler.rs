@@ -320,7 +320,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                 // Taken in already, or still in todo/ (taken in below).
                 continue;
             }
-            match self.queue.load(id).await {
+            match self.queue.resume_intake(id).await {
                 Ok(state) => {
                     let now = self.now();
                     self.take_in(id, state, now);
