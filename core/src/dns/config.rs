@@ -33,8 +33,6 @@ const MAX_RESOLV_CONF_SERVERS: usize = 3;
 
 /// The name of our control file under `control/`.
 pub const DNSSERVERS: &str = "dnsservers";
-/// Where the system's resolver configuration lives.
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// What the stub resolver is built with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,7 +209,7 @@ fn parse_port(s: &str) -> Result<u16, &'static str> {
 }
 
 /// Reads the configuration: `control_dir/dnsservers` if it exists, else
-/// `resolv_conf` (normally [`RESOLV_CONF`]), else 127.0.0.1:53. resolv.conf's
+/// `resolv_conf` (production passes `/etc/resolv.conf`), else 127.0.0.1:53. resolv.conf's
 /// skipped lines are logged as warnings.
 pub async fn load<F: Fs>(
     fs: &F,
