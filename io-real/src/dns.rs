@@ -8,8 +8,7 @@ use qmail_core::dns::{ConfigError, ResolverConfig, StubResolver, config};
 
 use crate::{RealEnv, RealFs};
 
-/// Where the system's resolver configuration lives.
-pub const RESOLV_CONF: &str = "/etc/resolv.conf";
+pub use qmail_core::dns::config::RESOLV_CONF;
 
 /// The configuration for an installation whose control files are in
 /// `control_dir`.
