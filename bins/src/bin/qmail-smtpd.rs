@@ -11,7 +11,19 @@ use qmail_core::queue::Queue;
 use qmail_core::smtpd::{SmtpdControl, serve_connection};
 use qmail_io_real::RealEnv;
 
+/// What `--help` prints.
+const HELP: &str = "usage: qmail-smtpd\n\
+\n\
+Serves one SMTP session on standard input and output, for tcpserver, inetd\n\
+or systemd socket activation, queueing into $QMAIL_HOME (default\n\
+/var/qmail). Reads control/me, smtpgreeting, rcpthosts, morercpthosts,\n\
+databytes, timeoutsmtpd and timeoutsmtpddata there. The client is described\n\
+by $TCPREMOTEIP, $TCPREMOTEHOST, $TCPREMOTEINFO and $TCPLOCALHOST;\n\
+$RELAYCLIENT, $DATABYTES and $QMAILQUEUE work as in qmail.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
