@@ -50,7 +50,11 @@ fn every_program_answers_help_and_does_nothing_else() {
         assert!(out.stderr.is_empty(), "{name} --help wrote to stderr");
         let text = String::from_utf8(out.stdout).unwrap();
         assert!(text.starts_with("usage: "), "{name}: {text}");
-        assert_eq!(entries(dir.path()), Vec::<String>::new(), "{name} made files");
+        assert_eq!(
+            entries(dir.path()),
+            Vec::<String>::new(),
+            "{name} made files"
+        );
         insta::assert_snapshot!(format!("help_{name}"), text);
     }
 }
