@@ -40,6 +40,8 @@ fn var(name: &str) -> Option<String> {
 }
 
 fn run() -> Result<()> {
+    // Refusals and timeouts go to standard error: tcpserver's log.
+    qmail_bins::init_logging();
     let home = qmail_bins::home();
     let rt = qmail_bins::runtime()?;
     let env = RealEnv::new();
@@ -69,7 +71,7 @@ fn run() -> Result<()> {
             program.as_deref(),
             stream,
             control.session,
-            control.timeout,
+            control.timeouts(),
         )
         .await
         .context("SMTP session")?;
