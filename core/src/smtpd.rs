@@ -173,6 +173,7 @@ where
     // When the line or the DATA under way must be complete.
     let mut line_deadline = None;
     let mut data_deadline = None;
+    let mut commands_seen = 0;
     let mut stats = SessionStats::default();
     let mut message: Option<Message<E>> = None;
     let mut out = Vec::new();
@@ -181,6 +182,13 @@ where
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         let now = Instant::now();
+        // A line that began in an earlier read keeps its deadline; a
+        // completed line, or a new one after it, does not.
+        let commands = session.commands_read();
+        if commands != commands_seen {
+            commands_seen = commands;
+            line_deadline = None;
+        }
         line_deadline = session
             .mid_line()
             .then(|| line_deadline.unwrap_or(now + timeouts.line));

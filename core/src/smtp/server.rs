@@ -186,6 +186,8 @@ pub struct SmtpSession {
     close_after_commit: bool,
     /// Refused MAIL and RCPT commands not yet taken by the driver's log.
     refusals: Vec<Refusal>,
+    /// Command lines read so far.
+    commands: u64,
 }
 
 /// A MAIL or RCPT command the session refused, for the log.
@@ -215,7 +217,14 @@ impl SmtpSession {
             recipients: Vec::new(),
             close_after_commit: false,
             refusals: Vec::new(),
+            commands: 0,
         }
+    }
+
+    /// How many command lines the session has read: the line under way
+    /// (see [`Self::mid_line`]) is a new one when this changes.
+    pub fn commands_read(&self) -> u64 {
+        self.commands
     }
 
     /// The MAIL and RCPT commands refused since the last call, oldest first.
@@ -363,6 +372,7 @@ impl SmtpSession {
     /// it: one trailing CR dropped, the line ends at a NUL, the verb is what
     /// precedes the first space, the argument follows the spaces after it.
     fn command(&mut self, line: &[u8], now: u64, actions: &mut Vec<Action>) {
+        self.commands += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let line = match line.iter().position(|&c| c == 0) {
             Some(nul) => &line[..nul],

@@ -49,7 +49,10 @@ fn main() {
                 let _ = session.message_committed(CommitOutcome::Accepted { time: 1, qp: 1 });
             }
             rest = &rest[fed.consumed..];
-            assert!(session.buffered_len() < 64 * 1024 * 1024, "unbounded buffering");
+            assert!(
+                session.buffered_len() < 64 * 1024 * 1024,
+                "unbounded buffering"
+            );
         }
         let _ = session.end_of_input();
     });
