@@ -381,3 +381,228 @@ fn mail_followup_to(settings: &Settings, seen: &BTreeSet<Known>, to_cc: &[Vec<u8
     v.push(b'\n');
     v
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inject::header::split_header;
+    use crate::inject::settings::{Controls, Vars};
+
+    const STAMP: Stamp = Stamp {
+        unix_secs: 1_795_575_983,
+        pid: 4242,
+    };
+
+    fn controls() -> Controls {
+        Controls {
+            defaultdomain: "example.org".into(),
+            defaulthost: "mail.example.org".into(),
+            plusdomain: "example.org".into(),
+            idhost: "mail.example.org".into(),
+        }
+    }
+
+    struct Case {
+        name: &'static str,
+        vars: &'static [(&'static str, &'static str)],
+        controls: Controls,
+        mft: Option<&'static [&'static str]>,
+        options: Options,
+        input: &'static [u8],
+    }
+
+    fn case(name: &'static str, input: &'static [u8]) -> Case {
+        Case {
+            name,
+            vars: &[("USER", "alice")],
+            controls: controls(),
+            mft: None,
+            options: Options::default(),
+            input,
+        }
+    }
+
+    fn run(c: &Case) -> String {
+        let vars = Vars::from_lookup(|n| {
+            c.vars
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, v)| v.to_string())
+        });
+        let mft = c.mft.map(|l| l.iter().map(|s| s.to_string()).collect());
+        let settings = Settings::new(c.controls.clone(), &vars, mft);
+        let split = split_header(c.input, true).unwrap();
+        let body = String::from_utf8_lossy(&c.input[split.consumed..]).into_owned();
+        match prepare(&settings, &c.options, STAMP, &split) {
+            Ok(p) => format!(
+                "sender: <{}>\nrecipients: {}\n--- header\n{}--- body\n{}",
+                p.sender,
+                p.recipients
+                    .iter()
+                    .map(|r| format!("<{r}>"))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+                String::from_utf8_lossy(&p.header),
+                body
+            ),
+            Err(e) => format!("error (exit {}): {e}\n", e.exit_code()),
+        }
+    }
+
+    /// The header qmail-inject makes for a table of messages, settings and
+    /// environments (Date and Message-ID come from a fixed moment and pid).
+    #[test]
+    fn header_completion_table() {
+        let args = |a: &[&str]| Options {
+            args: a.iter().map(|s| s.to_string()).collect(),
+            ..Options::default()
+        };
+        let mut cases = vec![
+            case("minimal", b"To: bob\n\nhello\n"),
+            Case {
+                vars: &[
+                    ("QMAILUSER", "qu"),
+                    ("MAILUSER", "mu"),
+                    ("USER", "u"),
+                    ("QMAILNAME", "Q. \"The\" User"),
+                    ("MAILNAME", "M"),
+                    ("QMAILHOST", "qhost.example"),
+                ],
+                ..case("from_qmailuser_qmailname_qmailhost", b"To: bob\n\nhello\n")
+            },
+            Case {
+                vars: &[("MAILUSER", "mu"), ("USER", "u"), ("MAILNAME", "Mail Name"), ("MAILHOST", "mhost")],
+                ..case("from_mailuser_mailname_mailhost", b"To: bob\n\nhello\n")
+            },
+            Case {
+                vars: &[("LOGNAME", "lg"), ("NAME", "Plain (Name)"), ("QMAILINJECT", "c")],
+                ..case("from_logname_comment_style", b"To: bob\n\nhello\n")
+            },
+            Case {
+                vars: &[],
+                ..case("anonymous_without_user", b"Subject: x\n\nhello\n")
+            },
+            case(
+                "kept_date_id_from",
+                b"Date: Tue, 1 Dec 2026 10:00:00 +0100\nMessage-ID: <x@y>\nFrom: Al <al@site.example>\nTo: bob@else.example\nSubject: hi\n\nbody\n",
+            ),
+            case(
+                "bcc_removed_return_path_stripped",
+                b"Return-Path: <bounces@lists.example>\nTo: a@x.example\nBcc: secret@y.example, other\nContent-Length: 12\nSubject: s\n\nbody\n",
+            ),
+            Case {
+                vars: &[("USER", "alice"), ("QMAILINJECT", "s")],
+                ..case("return_path_ignored_with_s", b"Return-Path: <bounces@lists.example>\nTo: a@x.example\n\nbody\n")
+            },
+            Case {
+                vars: &[("USER", "alice"), ("QMAILINJECT", "fi")],
+                ..case("from_and_message_id_deleted_with_f_i", b"From: forged@x.example\nMessage-ID: <old@x>\nTo: a@x.example\n\nbody\n")
+            },
+            case("only_bcc_gets_cc_list_not_shown", b"Bcc: hidden@x.example\nSubject: s\n\nbody\n"),
+            case(
+                "eight_bit_and_utf8_untouched",
+                "Subject: Grüße aus Köln\nTo: Jörg Müller <jörg@münchen.example>\nX-Latin1: caf\u{e9}\nComments: =?utf-8?q?caf=C3=A9?=\n\nbody\n".as_bytes(),
+            ),
+            case(
+                "eight_bit_raw_bytes_untouched",
+                b"Subject: caf\xe9 \xff\nTo: bob\n\nbody\n",
+            ),
+            case(
+                "long_and_folded_lines",
+                b"To: one@a.example, two@b.example, three@c.example, four@d.example, five@e.example, six@f.example, seven@g.example, eight@h.example\nSubject: a subject folded\n  over two lines\nX-Long: 0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789\n\nbody\n",
+            ),
+            Case {
+                controls: Controls {
+                    defaultdomain: "example.net".into(),
+                    defaulthost: "mailhub".into(),
+                    plusdomain: "plus.example".into(),
+                    idhost: "id7.example.net".into(),
+                },
+                ..case(
+                    "defaultdomain_defaulthost_plusdomain_idhost",
+                    b"To: a, b@host, c@host+, d@[10.1.2.3], <@r1,@r2:e@f.example>, g@h.example.\nCc: list: i, j@k;\n\nbody\n",
+                )
+            },
+            Case {
+                vars: &[
+                    ("USER", "alice"),
+                    ("QMAILDEFAULTDOMAIN", "env.example"),
+                    ("QMAILDEFAULTHOST", "envhost+"),
+                    ("QMAILPLUSDOMAIN", "plus.env.example"),
+                    ("QMAILIDHOST", "id.env.example"),
+                ],
+                ..case("environment_overrides_controls", b"To: a, b@c\n\nbody\n")
+            },
+            case(
+                "resent",
+                b"Resent-To: fwd@x.example\nFrom: orig@y.example\nTo: first@z.example\nDate: 1 Jan 2026 00:00:00 -0000\nMessage-ID: <orig@y>\n\nbody\n",
+            ),
+            case("resent_without_recipients", b"Resent-From: me\nTo: t@x.example\n\nbody\n"),
+            Case {
+                vars: &[("USER", "alice"), ("QMAILSUSER", "bounces"), ("QMAILSHOST", "lists.example"), ("QMAILINJECT", "r")],
+                ..case("verp_per_recipient", b"To: a@x.example\n\nbody\n")
+            },
+            Case {
+                vars: &[("USER", "alice"), ("QMAILINJECT", "m")],
+                ..case("verp_per_message", b"To: a@x.example\n\nbody\n")
+            },
+            Case {
+                mft: Some(&["List@Lists.example"]),
+                ..case("mail_followup_to", b"To: list@lists.example\nCc: carol@x.example\n\nbody\n")
+            },
+            Case {
+                mft: Some(&["list@lists.example"]),
+                ..case("mail_followup_to_already_there", b"To: list@lists.example\nMail-Followup-To: me@x\n\nbody\n")
+            },
+            case("no_header_at_all", b"just a body line\nand another\n"),
+            case("header_with_no_end", b"To: a@x.example\nSubject: no body follows"),
+            case("mbox_from_line", b"From someone Tue Dec  1 10:00:00 2026\nTo: a@x.example\n\nbody\n"),
+            case("address_without_domain", b"To: bob, carol@\n\nbody\n"),
+            case("unparseable_to_kept", b"To: a@x.example, (unclosed\n\nbody\n"),
+            case("unparseable_from_refused", b"From: <unclosed@x.example\nTo: a@x.example\n\nbody\n"),
+            Case {
+                options: args(&["x@y.example", "plain", "\"quoted user\"@z.example"]),
+                ..case("arguments_only_by_default", b"To: header@x.example\n\nbody\n")
+            },
+            Case {
+                options: Options {
+                    source: RecipientSource::Both,
+                    sender: Some("envelope".into()),
+                    args: vec!["arg@y.example".into()],
+                },
+                ..case("both_with_f", b"Return-Path: <ignored@x>\nTo: header@x.example\nCc: c@x.example\n\nbody\n")
+            },
+            Case {
+                options: Options {
+                    source: RecipientSource::Header,
+                    sender: Some(String::new()),
+                    args: vec!["ignored@y.example".into()],
+                },
+                ..case("header_only_null_sender", b"To: header@x.example\n\nbody\n")
+            },
+            Case {
+                options: args(&["bad@(host"]),
+                ..case("bad_argument", b"To: x\n\nbody\n")
+            },
+        ];
+        cases.dedup_by_key(|c| c.name);
+        for c in &cases {
+            insta::assert_snapshot!(c.name, run(c));
+        }
+    }
+
+    #[test]
+    fn raw_eight_bit_bytes_pass_byte_for_byte() {
+        let input = b"Subject: caf\xe9 \xff\r\nX-A:\x80\x81\n\nbody\n";
+        let c = case("raw", input);
+        let settings = Settings::new(c.controls.clone(), &Vars::default(), None);
+        let split = split_header(input, true).unwrap();
+        let p = prepare(&settings, &c.options, STAMP, &split).unwrap();
+        let tail = b"Subject: caf\xe9 \xff\r\nX-A:\x80\x81\n\n";
+        assert!(
+            p.header.ends_with(tail),
+            "{:?}",
+            String::from_utf8_lossy(&p.header)
+        );
+    }
+}
