@@ -119,8 +119,7 @@ pub fn getopt(args: &[String], spec: &str) -> Result<Parsed, char> {
         if !a.starts_with('-') || a == "-" {
             break;
         }
-        let mut chars = a[1..].char_indices();
-        while let Some((k, c)) = chars.next() {
+        for (k, c) in a[1..].char_indices() {
             if c == ':' || c == '?' {
                 return Err(c);
             }

@@ -11,7 +11,6 @@
 //! * Legacy flags are accepted and ignored: `-i -v -x -m -oX -eX -pX -BX -E
 //!   -J -bm`. Anything else is refused (exit 100) with the usage.
 
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -127,9 +126,18 @@ fn smtp_session() -> ExitCode {
             ("TCPREMOTEINFO", "sendmail-bs"),
         ]);
     }
-    let err = cmd.exec();
-    eprintln!("sendmail: fatal: unable to run {}: {err}", smtpd.display());
-    ExitCode::from(111)
+    // Run as a child rather than exec'd, to wake the scheduler afterwards:
+    // qmail-smtpd commits to the queue but leaves the trigger alone.
+    match cmd.status() {
+        Ok(st) => {
+            qmail_bins::trigger::pull(&qmail_bins::home().queue());
+            ExitCode::from(st.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(111))
+        }
+        Err(err) => {
+            eprintln!("sendmail: fatal: unable to run {}: {err}", smtpd.display());
+            ExitCode::from(111)
+        }
+    }
 }
 
 /// A qmail-rs program: beside this executable, else in the installation's
