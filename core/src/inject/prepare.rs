@@ -591,6 +591,29 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any input, in any environment letters, gives a header or an
+        /// error, never a panic; a header it makes is all header fields.
+        #[test]
+        fn any_input_prepares_or_fails_cleanly(
+            input in proptest::collection::vec(proptest::prop_oneof![
+                4 => proptest::sample::select(b"To:Cc:Bcc:From:Return-Path: Resent-To:a@b<>(),;\"\\[] \t\n.+".to_vec()),
+                1 => proptest::num::u8::ANY,
+            ], 0..300),
+            letters in "[csfirm]{0,4}",
+            args in proptest::collection::vec("[a-z@.+()<>\" ]{0,8}", 0..3),
+        ) {
+            let vars = Vars::from_lookup(|n| (n == "QMAILINJECT").then(|| letters.clone()));
+            let settings = Settings::new(controls(), &vars, Some(vec!["l@x".into()]));
+            let split = split_header(&input, true).unwrap();
+            let options = Options { args, ..Options::default() };
+            if let Ok(p) = prepare(&settings, &options, STAMP, &split) {
+                let again = split_header(&p.header, true).unwrap();
+                proptest::prop_assert_eq!(again.consumed, p.header.len());
+            }
+        }
+    }
+
     #[test]
     fn raw_eight_bit_bytes_pass_byte_for_byte() {
         let input = b"Subject: caf\xe9 \xff\r\nX-A:\x80\x81\n\nbody\n";
