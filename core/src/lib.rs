@@ -15,6 +15,7 @@ pub mod env;
 pub mod home;
 pub mod local;
 pub mod queue;
+pub mod remote;
 pub mod send;
 pub mod smtp;
 pub mod smtpd;
