@@ -5,6 +5,7 @@
 use std::path::PathBuf;
 
 pub mod helper;
+pub mod remote;
 pub mod send;
 pub mod trigger;
 

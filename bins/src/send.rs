@@ -47,19 +47,3 @@ pub async fn run_scheduler<L: Deliver, R: Deliver>(
         }
     }
 }
-
-/// The remote channel until remote delivery lands: every attempt defers
-/// (and so bounces after `queuelifetime`), saying why.
-#[derive(Clone)]
-pub struct NoRemoteDelivery;
-
-impl Deliver for NoRemoteDelivery {
-    async fn deliver(
-        &self,
-        _job: qmail_core::deliver::DeliveryJob,
-    ) -> qmail_core::deliver::Outcome {
-        qmail_core::deliver::Outcome::Deferral(
-            "This qmail-rs build cannot deliver to remote hosts yet. (#4.3.0)\n".into(),
-        )
-    }
-}
