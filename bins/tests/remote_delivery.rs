@@ -174,7 +174,11 @@ fn qmail_run_relays_a_message_byte_for_byte() {
     for (env, data) in &got {
         let mut lines = env.lines();
         assert_eq!(lines.next(), Some("FROM alice@bench.test"));
-        recipients.extend(lines.next().unwrap()["TO ".len()..].split(' ').map(String::from));
+        recipients.extend(
+            lines.next().unwrap()["TO ".len()..]
+                .split(' ')
+                .map(String::from),
+        );
         // SIZE is the size DATA carried; 8-bit text is declared.
         assert_eq!(
             lines.next(),
@@ -186,7 +190,13 @@ fn qmail_run_relays_a_message_byte_for_byte() {
         assert!(data.starts_with(b"Received: (qmail "), "{data:?}");
         let want: Vec<u8> = message
             .iter()
-            .flat_map(|&c| if c == b'\n' { vec![b'\r', b'\n'] } else { vec![c] })
+            .flat_map(|&c| {
+                if c == b'\n' {
+                    vec![b'\r', b'\n']
+                } else {
+                    vec![c]
+                }
+            })
             .collect();
         assert_eq!(&data[first..], &want[..]);
     }
@@ -218,7 +228,11 @@ fn a_refusing_receiver_makes_a_bounce_in_the_senders_maildir() {
         if let Some(b) = found {
             break b;
         }
-        assert!(Instant::now() < deadline, "no bounce in {}", maildir.display());
+        assert!(
+            Instant::now() < deadline,
+            "no bounce in {}",
+            maildir.display()
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(
@@ -239,4 +253,124 @@ fn a_refusing_receiver_makes_a_bounce_in_the_senders_maildir() {
     );
     wait_queue_empty(&root);
     server.stop();
+}
+
+/// Runs qmail-remote for `home` with `message` on standard input (a file,
+/// as qmail-rspawn gives it, or a pipe).
+fn qmail_remote(home: &Path, args: &[&str], message: &[u8], as_file: bool) -> (i32, String) {
+    let stdin = if as_file {
+        let p = home.join("remote-message.tmp");
+        std::fs::write(&p, message).unwrap();
+        Stdio::from(std::fs::File::open(&p).unwrap())
+    } else {
+        Stdio::piped()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_qmail-remote"))
+        .env("QMAIL_HOME", home)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(mut pipe) = child.stdin.take() {
+        use std::io::Write;
+        pipe.write_all(message).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    (
+        o.status.code().unwrap(),
+        String::from_utf8(o.stdout).unwrap().replace('\0', "\\0"),
+    )
+}
+
+#[test]
+fn qmail_remote_speaks_qmails_report_format() {
+    if skip_without_aiosmtpd() {
+        return;
+    }
+    let accept = Sink::start("accept");
+    let home = home_routed_to(&accept);
+    let msg = b"Subject: by qmail-remote\n\nbody\n.dot\n";
+    let args = [
+        "example.test",
+        "alice@bench.test",
+        "r1@example.test",
+        "r2@example.test",
+    ];
+    assert_eq!(
+        qmail_remote(home.path(), &args, msg, true),
+        (
+            0,
+            "r\\0r\\0K127.0.0.1 accepted message.\nRemote host said: 250 2.0.0 Ok: queued as X1\n\\0"
+                .into()
+        )
+    );
+    let got = accept.wait_recipients(2);
+    assert_eq!(
+        got[0].1,
+        b"Subject: by qmail-remote\r\n\r\nbody\r\n.dot\r\n"
+    );
+    // From a pipe, to a refusing receiver.
+    let reject = Sink::start("reject");
+    let home = home_routed_to(&reject);
+    assert_eq!(
+        qmail_remote(home.path(), &args[..3], msg, false),
+        (
+            0,
+            "h127.0.0.1 does not like recipient.\nRemote host said: 550 5.1.1 no such user here\n\\0DGiving up on 127.0.0.1.\n\\0"
+                .into()
+        )
+    );
+    // No route and no MX lookup in this build: try later, never a guess.
+    assert_eq!(
+        qmail_remote(
+            home.path(),
+            &["elsewhere.test", "", "x@elsewhere.test"],
+            msg,
+            true
+        ),
+        (
+            0,
+            "ZSorry, I couldn't find any host by that name. (#4.1.2)\n\\0".into()
+        )
+    );
+    assert_eq!(
+        qmail_remote(home.path(), &["only-two-args", "x"], msg, true),
+        (
+            0,
+            "DI (qmail-remote) was invoked improperly. (#5.3.5)\n\\0".into()
+        )
+    );
+}
+
+#[test]
+fn qmail_tcpto_lists_and_qmail_tcpok_clears_the_downed_hosts() {
+    let home = init_home(None, None);
+    let table = home.path().join("queue/lock/tcpto");
+    std::fs::create_dir_all(table.parent().unwrap()).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    std::fs::write(&table, format!("192.0.2.7 3 {}\n", now - 100)).unwrap();
+    let run = |name: &str| {
+        let bin = match name {
+            "qmail-tcpto" => env!("CARGO_BIN_EXE_qmail-tcpto"),
+            _ => env!("CARGO_BIN_EXE_qmail-tcpok"),
+        };
+        let o = Command::new(bin)
+            .env("QMAIL_HOME", home.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{name}");
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let listed = run("qmail-tcpto");
+    assert!(
+        listed.starts_with("192.0.2.7 timed out 10")
+            && listed.ends_with(" seconds ago; # recent timeouts: 3\n"),
+        "{listed}"
+    );
+    assert_eq!(run("qmail-tcpok"), "");
+    assert_eq!(run("qmail-tcpto"), "");
 }

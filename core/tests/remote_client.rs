@@ -121,7 +121,9 @@ async fn serve(server: Server, mut conn: DuplexStream, log: Arc<Mutex<String>>) 
             lines.push(line);
         }
         if hidden_data > 0 && server.drop_in_data_after.is_some() {
-            log.lock().unwrap().push_str(&format!("C: <{hidden_data} more message lines>\n"));
+            log.lock()
+                .unwrap()
+                .push_str(&format!("C: <{hidden_data} more message lines>\n"));
             hidden_data = 0;
         }
         for line in lines {
@@ -155,7 +157,8 @@ async fn serve(server: Server, mut conn: DuplexStream, log: Arc<Mutex<String>>) 
     }
 }
 
-const MESSAGE: &[u8] = b"From: u2@bench.test\nTo: r1@remote.test\nSubject: hi\n\nA line.\n.dot-led line\n";
+const MESSAGE: &[u8] =
+    b"From: u2@bench.test\nTo: r1@remote.test\nSubject: hi\n\nA line.\n.dot-led line\n";
 
 async fn transcript(server: Server, recipients: &[&str], message: &'static [u8]) -> String {
     let (client_end, server_end) = tokio::io::duplex(64 * 1024);
@@ -175,8 +178,12 @@ async fn transcript(server: Server, recipients: &[&str], message: &'static [u8])
     out.push_str("== outcome\n");
     match end {
         SessionEnd::NextHost(t) => out.push_str(&format!("next host: {t:?}\n")),
-        SessionEnd::Done(outcomes) => {
-            for (r, o) in recipients.iter().zip(outcomes) {
+        SessionEnd::Done(report) => {
+            let said = String::from_utf8_lossy(&report.qmail_remote_output())
+                .replace('\n', "\\n")
+                .replace('\0', "\\0\n");
+            out.push_str(&format!("qmail-remote's report:\n{said}"));
+            for (r, o) in recipients.iter().zip(report.outcomes()) {
                 let (kind, t) = match &o {
                     Outcome::Success(t) => ("success", t),
                     Outcome::Deferral(t) => ("deferral", t),
@@ -246,15 +253,17 @@ async fn ehlo_refused_falls_back_to_helo_without_pipelining() {
 
 #[tokio::test]
 async fn no_pipelining_one_command_at_a_time() {
-    insta::assert_snapshot!(transcript(
-        server(|c| match c {
-            c if c.starts_with("EHLO") => Say("250-mx.remote.test\r\n250 8BITMIME"),
-            c => esmtp(c),
-        }),
-        TWO,
-        MESSAGE
-    )
-    .await);
+    insta::assert_snapshot!(
+        transcript(
+            server(|c| match c {
+                c if c.starts_with("EHLO") => Say("250-mx.remote.test\r\n250 8BITMIME"),
+                c => esmtp(c),
+            }),
+            TWO,
+            MESSAGE
+        )
+        .await
+    );
 }
 
 #[tokio::test]
@@ -305,16 +314,18 @@ async fn rcpt_some_refused_4xx_and_5xx() {
 
 #[tokio::test]
 async fn rcpt_all_refused_gives_up_without_a_message() {
-    insta::assert_snapshot!(transcript(
-        server(|c| match c {
-            c if c.starts_with("RCPT") => Say("550 5.1.1 no such user"),
-            "DATA" => Say("554 5.5.1 no valid recipients"),
-            c => esmtp(c),
-        }),
-        TWO,
-        MESSAGE
-    )
-    .await);
+    insta::assert_snapshot!(
+        transcript(
+            server(|c| match c {
+                c if c.starts_with("RCPT") => Say("550 5.1.1 no such user"),
+                "DATA" => Say("554 5.5.1 no valid recipients"),
+                c => esmtp(c),
+            }),
+            TWO,
+            MESSAGE
+        )
+        .await
+    );
 }
 
 #[tokio::test]
@@ -428,7 +439,12 @@ async fn size_over_the_limit_is_not_sent_and_8bit_is_declared() {
     insta::assert_snapshot!("size_over_limit", t);
     insta::assert_snapshot!(
         "eight_bit",
-        transcript(server(esmtp), TWO, "Subject: caf\u{e9}\n\nna\u{ef}ve\n".as_bytes()).await
+        transcript(
+            server(esmtp),
+            TWO,
+            "Subject: caf\u{e9}\n\nna\u{ef}ve\n".as_bytes()
+        )
+        .await
     );
 }
 
@@ -461,11 +477,14 @@ async fn unreadable_message_closes_without_the_dot() {
     srv.await.unwrap();
     let log = log.lock().unwrap().clone();
     assert!(!log.contains("C: .\\r\\n"), "{log}");
+    let SessionEnd::Done(report) = end else {
+        panic!("{end:?}")
+    };
     assert_eq!(
-        end,
-        SessionEnd::Done(vec![Outcome::Deferral(
+        report.outcomes(),
+        [Outcome::Deferral(
             "Unable to read message. (#4.3.0)\n".into()
-        )])
+        )]
     );
 }
 

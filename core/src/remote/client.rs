@@ -53,26 +53,98 @@ pub enum SessionEnd {
     /// The server would not talk (no or a bad greeting): try the next host.
     /// The text is the deferral to report if no host is left.
     NextHost(String),
-    /// The transaction is decided: one outcome per recipient, in order.
-    Done(Vec<Outcome>),
+    /// The transaction is decided.
+    Done(Report),
 }
 
 /// The final word of a transaction, qmail-remote's `K`, `Z` or `D` line:
 /// it applies to every recipient the server accepted (or never judged).
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Final {
+pub enum Final {
     Delivered(String),
     Temporary(String),
     Permanent(String),
 }
 
 impl Final {
-    fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> Outcome {
         match self {
             Final::Delivered(t) => Outcome::Success(t.clone()),
             Final::Temporary(t) => Outcome::Deferral(t.clone()),
             Final::Permanent(t) => Outcome::Failure(t.clone()),
         }
+    }
+}
+
+/// The server's answer to one RCPT, qmail-remote's `r`, `s` or `h`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Not asked, or no answer read: the final word decides.
+    Unjudged,
+    Accepted,
+    Temporary(String),
+    Permanent(String),
+}
+
+/// Everything qmail-remote reports for one delivery: a verdict per
+/// recipient, in order, and the final word.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub recipients: Vec<Verdict>,
+    pub final_word: Final,
+}
+
+impl Report {
+    /// The same final word for `n` recipients never asked about.
+    pub fn all(n: usize, final_word: Final) -> Report {
+        Report {
+            recipients: vec![Verdict::Unjudged; n],
+            final_word,
+        }
+    }
+
+    /// One outcome per recipient, in order: a refused recipient has its
+    /// own, every other one the final word.
+    pub fn outcomes(&self) -> Vec<Outcome> {
+        self.recipients
+            .iter()
+            .map(|v| match v {
+                Verdict::Permanent(t) => Outcome::Failure(t.clone()),
+                Verdict::Temporary(t) => Outcome::Deferral(t.clone()),
+                Verdict::Accepted | Verdict::Unjudged => self.final_word.outcome(),
+            })
+            .collect()
+    }
+
+    /// qmail-remote's output: for each recipient asked about, `r`, or `h`
+    /// or `s` and the text, then `K`, `Z` or `D` and the text, each ended
+    /// by a NUL.
+    pub fn qmail_remote_output(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        for v in &self.recipients {
+            match v {
+                Verdict::Unjudged => continue,
+                Verdict::Accepted => out.push(b'r'),
+                Verdict::Temporary(t) => {
+                    out.push(b's');
+                    out.extend_from_slice(t.as_bytes());
+                }
+                Verdict::Permanent(t) => {
+                    out.push(b'h');
+                    out.extend_from_slice(t.as_bytes());
+                }
+            }
+            out.push(0);
+        }
+        let (letter, text) = match &self.final_word {
+            Final::Delivered(t) => (b'K', t),
+            Final::Temporary(t) => (b'Z', t),
+            Final::Permanent(t) => (b'D', t),
+        };
+        out.push(letter);
+        out.extend_from_slice(text.as_bytes());
+        out.push(0);
+        out
     }
 }
 
@@ -433,17 +505,20 @@ impl ClientSession {
 
     fn finish(&mut self, fin: Final, steps: &mut Vec<Step>) {
         self.expect.clear();
-        let outcomes = self
+        let recipients = self
             .rcpt
             .iter()
             .map(|r| match r {
-                Some(r) if r.is_permanent() => Outcome::Failure(self.rejected(r)),
-                Some(r) if !r.is_positive() => Outcome::Deferral(self.rejected(r)),
-                // Accepted, or never judged: the transaction's word.
-                _ => fin.outcome(),
+                None => Verdict::Unjudged,
+                Some(r) if r.is_positive() => Verdict::Accepted,
+                Some(r) if r.is_permanent() => Verdict::Permanent(self.rejected(r)),
+                Some(r) => Verdict::Temporary(self.rejected(r)),
             })
             .collect();
-        self.end = Some(SessionEnd::Done(outcomes));
+        self.end = Some(SessionEnd::Done(Report {
+            recipients,
+            final_word: fin,
+        }));
         steps.push(Step::Close);
     }
 

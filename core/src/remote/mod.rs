@@ -25,7 +25,7 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use client::{ClientSession, SessionEnd, Step, Transaction};
+pub use client::{ClientSession, Final, Report, SessionEnd, Step, Transaction, Verdict};
 pub use data::{DataEncoder, Measure, MessageFacts};
 pub use reply::{Reply, ReplyReader};
 pub use routes::{Relay, Route, SmtpRoutes};
@@ -152,8 +152,30 @@ impl<E: Env, R: Resolve> RemoteDelivery<E, R> {
         recipients: &[String],
         message: &MessageRef,
     ) -> Vec<Outcome> {
+        self.report(domain, sender, recipients, message)
+            .await
+            .outcomes()
+    }
+
+    /// [`Self::deliver_to`] with qmail-remote's whole report.
+    pub async fn report(
+        &self,
+        domain: &str,
+        sender: &str,
+        recipients: &[String],
+        message: &MessageRef,
+    ) -> Report {
         let n = recipients.len();
-        let all = |o: Outcome| vec![o; n];
+        let all = |o: Outcome| {
+            Report::all(
+                n,
+                match o {
+                    Outcome::Success(t) => Final::Delivered(t),
+                    Outcome::Deferral(t) => Final::Temporary(t),
+                    Outcome::Failure(t) => Final::Permanent(t),
+                },
+            )
+        };
         let c = &*self.control;
         let targets = match targets(&self.resolver, self.env.rng(), &c.routes, &c.us, domain).await
         {
@@ -164,7 +186,9 @@ impl<E: Env, R: Resolve> RemoteDelivery<E, R> {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("unable to read {}: {e}", message.path.display());
-                return all(Outcome::Deferral("Unable to read message. (#4.3.0)\n".into()));
+                return all(Outcome::Deferral(
+                    "Unable to read message. (#4.3.0)\n".into(),
+                ));
             }
         };
         let tx = Transaction {
@@ -196,12 +220,14 @@ impl<E: Env, R: Resolve> RemoteDelivery<E, R> {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!("unable to read {}: {e}", message.path.display());
-                    return all(Outcome::Deferral("Unable to read message. (#4.3.0)\n".into()));
+                    return all(Outcome::Deferral(
+                        "Unable to read message. (#4.3.0)\n".into(),
+                    ));
                 }
             };
             let session = ClientSession::new(&c.helohost, &ip.to_string(), tx.clone());
             match run_session(stream, session, body, c.timeout_remote).await {
-                SessionEnd::Done(outcomes) => return outcomes,
+                SessionEnd::Done(report) => return report,
                 SessionEnd::NextHost(text) => last = Some(text),
             }
         }

@@ -159,7 +159,10 @@ mod tests {
         let mut r = ReplyReader::new();
         let mut out = Vec::new();
         for _ in 0..1000 {
-            r.feed(b"250-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", &mut out);
+            r.feed(
+                b"250-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx",
+                &mut out,
+            );
         }
         r.feed(b"\r\n250 end\r\n", &mut out);
         assert_eq!(out.len(), 1);

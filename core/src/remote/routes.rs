@@ -176,8 +176,13 @@ mod tests {
     #[test]
     fn first_line_for_a_key_wins_and_bad_lines_are_returned() {
         let (r, bad) = SmtpRoutes::parse(
-            ["x.test:first", "x.test:second", "nocolon", "y.test:h:notaport"]
-                .map(String::from),
+            [
+                "x.test:first",
+                "x.test:second",
+                "nocolon",
+                "y.test:h:notaport",
+            ]
+            .map(String::from),
         );
         assert_eq!(r.lookup("x.test"), host("first", 25));
         assert_eq!(bad, ["nocolon", "y.test:h:notaport"]);

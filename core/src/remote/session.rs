@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use super::client::{ClientSession, SessionEnd, Step};
+use super::client::{ClientSession, Final, Report, SessionEnd, Step};
 use super::data::DataEncoder;
 use super::reply::ReplyReader;
-use crate::deliver::Outcome;
 use crate::env::FsFile;
 
 /// The message's bytes, read a chunk at a time (a queue file's range, or
@@ -33,7 +32,9 @@ impl<F: FsFile> MessageReader for FileSlice<F> {
         if self.remaining == 0 {
             return Ok(0);
         }
-        let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
+        let want = buf
+            .len()
+            .min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let n = self.file.read(&mut buf[..want]).await?;
         if n == 0 {
             // The queue file is shorter than its header says.
@@ -130,18 +131,17 @@ where
             break;
         }
     }
-    session
-        .take_end()
-        .unwrap_or_else(|| SessionEnd::NextHost("Connected but the session ended early. (#4.4.2)\n".into()))
+    session.take_end().unwrap_or_else(|| {
+        SessionEnd::NextHost("Connected but the session ended early. (#4.4.2)\n".into())
+    })
 }
 
 fn unreadable(session: &ClientSession, e: &io::Error) -> SessionEnd {
     tracing::warn!("unable to read message: {e}");
-    let n = session.recipient_count();
-    SessionEnd::Done(vec![
-        Outcome::Deferral("Unable to read message. (#4.3.0)\n".into());
-        n
-    ])
+    SessionEnd::Done(Report::all(
+        session.recipient_count(),
+        Final::Temporary("Unable to read message. (#4.3.0)\n".into()),
+    ))
 }
 
 enum SendError {
@@ -176,7 +176,9 @@ async fn send_message<S: AsyncWrite + Unpin, M: MessageReader>(
     message: &mut M,
     timeout: Duration,
 ) -> Result<(), SendError> {
-    write(stream, out, timeout).await.map_err(|()| SendError::Net)?;
+    write(stream, out, timeout)
+        .await
+        .map_err(|()| SendError::Net)?;
     let mut enc = DataEncoder::new();
     let mut chunk = vec![0u8; CHUNK];
     loop {
@@ -185,8 +187,12 @@ async fn send_message<S: AsyncWrite + Unpin, M: MessageReader>(
             break;
         }
         enc.encode(&chunk[..n], out);
-        write(stream, out, timeout).await.map_err(|()| SendError::Net)?;
+        write(stream, out, timeout)
+            .await
+            .map_err(|()| SendError::Net)?;
     }
     enc.finish(out);
-    write(stream, out, timeout).await.map_err(|()| SendError::Net)
+    write(stream, out, timeout)
+        .await
+        .map_err(|()| SendError::Net)
 }

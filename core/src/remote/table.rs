@@ -29,7 +29,9 @@ impl TableResolver {
 
     fn entry(mut self, name: &str) -> (Self, String) {
         let key = name.to_ascii_lowercase();
-        Arc::make_mut(&mut self.names).entry(key.clone()).or_default();
+        Arc::make_mut(&mut self.names)
+            .entry(key.clone())
+            .or_default();
         (self, key)
     }
 

@@ -198,7 +198,11 @@ fn shuffle_equal_preferences<G: Rng>(mxs: &mut [Mx], rng: &G) {
     let mut start = 0;
     while start < mxs.len() {
         let pref = mxs[start].preference;
-        let end = start + mxs[start..].iter().take_while(|m| m.preference == pref).count();
+        let end = start
+            + mxs[start..]
+                .iter()
+                .take_while(|m| m.preference == pref)
+                .count();
         for i in (start + 1..end).rev() {
             let j = start + rng.below((i - start + 1) as u64) as usize;
             mxs.swap(i, j);
@@ -230,14 +234,20 @@ mod tests {
 
     fn world() -> TableResolver {
         TableResolver::new()
-            .mx("multi.test", &[(10, "a.mx"), (10, "b.mx"), (10, "c.mx"), (20, "backup.mx")])
+            .mx(
+                "multi.test",
+                &[(10, "a.mx"), (10, "b.mx"), (10, "c.mx"), (20, "backup.mx")],
+            )
             .addr("a.mx", "192.0.2.1")
             .addr("b.mx", "192.0.2.2")
             .addr("c.mx", "192.0.2.3")
             .addr("backup.mx", "192.0.2.9")
             .addr("nomx.test", "192.0.2.20")
             .mx("null.test", &[(0, "")])
-            .mx("us.test", &[(10, "primary.mx"), (20, "me.test"), (30, "tertiary.mx")])
+            .mx(
+                "us.test",
+                &[(10, "primary.mx"), (20, "me.test"), (30, "tertiary.mx")],
+            )
             .addr("primary.mx", "192.0.2.30")
             .addr("tertiary.mx", "192.0.2.31")
             .mx("only-us.test", &[(10, "me.test")])
@@ -274,30 +284,57 @@ mod tests {
             let mut firsts = h[..3].to_vec();
             orders.insert(firsts.clone());
             firsts.sort();
-            assert_eq!(firsts, ["10/192.0.2.1:25", "10/192.0.2.2:25", "10/192.0.2.3:25"]);
+            assert_eq!(
+                firsts,
+                ["10/192.0.2.1:25", "10/192.0.2.2:25", "10/192.0.2.3:25"]
+            );
             // The same seed gives the same order.
             assert_eq!(hosts("multi.test", &none, seed).await.unwrap(), h);
         }
-        assert_eq!(orders.len(), 6, "all orders of three equal MX drawn: {orders:?}");
+        assert_eq!(
+            orders.len(),
+            6,
+            "all orders of three equal MX drawn: {orders:?}"
+        );
     }
 
     #[tokio::test]
     async fn no_mx_means_the_domains_address_and_null_mx_bounces() {
         let none = SmtpRoutes::default();
-        assert_eq!(hosts("nomx.test", &none, 0).await.unwrap(), ["0/192.0.2.20:25"]);
-        assert!(matches!(hosts("null.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("null MX")));
-        assert!(matches!(hosts("nxdomain.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("host named nxdomain.test")));
-        assert!(matches!(hosts("broken.test", &none, 0).await, Err(Outcome::Deferral(_))));
-        assert!(matches!(hosts("gone-mx.test", &none, 0).await, Err(Outcome::Deferral(_))));
+        assert_eq!(
+            hosts("nomx.test", &none, 0).await.unwrap(),
+            ["0/192.0.2.20:25"]
+        );
+        assert!(
+            matches!(hosts("null.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("null MX"))
+        );
+        assert!(
+            matches!(hosts("nxdomain.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("host named nxdomain.test"))
+        );
+        assert!(matches!(
+            hosts("broken.test", &none, 0).await,
+            Err(Outcome::Deferral(_))
+        ));
+        assert!(matches!(
+            hosts("gone-mx.test", &none, 0).await,
+            Err(Outcome::Deferral(_))
+        ));
     }
 
     #[tokio::test]
     async fn mx_no_better_than_us_is_dropped_and_only_us_bounces() {
         let none = SmtpRoutes::default();
-        assert_eq!(hosts("us.test", &none, 0).await.unwrap(), ["10/192.0.2.30:25"]);
+        assert_eq!(
+            hosts("us.test", &none, 0).await.unwrap(),
+            ["10/192.0.2.30:25"]
+        );
         // By address: we listen on 0.0.0.0:25 and own 198.51.100.1.
-        assert!(matches!(hosts("ip-us.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6")));
-        assert!(matches!(hosts("only-us.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6")));
+        assert!(
+            matches!(hosts("ip-us.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6"))
+        );
+        assert!(
+            matches!(hosts("only-us.test", &none, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6"))
+        );
     }
 
     #[tokio::test]
@@ -311,9 +348,19 @@ mod tests {
             ]
             .map(String::from),
         );
-        assert_eq!(hosts("multi.test", &routes, 0).await.unwrap(), ["0/192.0.2.50:2525"]);
-        assert_eq!(hosts("nomx.test", &routes, 0).await.unwrap(), ["0/192.0.2.9:25"]);
-        assert!(matches!(hosts("a.loop.test", &routes, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6")));
-        assert!(matches!(hosts("named-loop.test", &routes, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6")));
+        assert_eq!(
+            hosts("multi.test", &routes, 0).await.unwrap(),
+            ["0/192.0.2.50:2525"]
+        );
+        assert_eq!(
+            hosts("nomx.test", &routes, 0).await.unwrap(),
+            ["0/192.0.2.9:25"]
+        );
+        assert!(
+            matches!(hosts("a.loop.test", &routes, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6"))
+        );
+        assert!(
+            matches!(hosts("named-loop.test", &routes, 0).await, Err(Outcome::Failure(t)) if t.contains("#5.4.6"))
+        );
     }
 }

@@ -186,7 +186,11 @@ mod tests {
         let text = render(&m);
         assert_eq!(parse(&text), m);
         let torn = &text[..text.len() - 4];
-        assert_eq!(parse(torn).len(), 1, "a torn last line is dropped: {torn:?}");
+        assert_eq!(
+            parse(torn).len(),
+            1,
+            "a torn last line is dropped: {torn:?}"
+        );
         assert_eq!(parse(b"garbage\n1.2.3.4 x 7\n").len(), 0);
         assert_eq!(
             report(&m, 1100),
