@@ -45,6 +45,13 @@ pub struct Faults {
     pub deferrals: bool,
     /// A short queue lifetime, so long deferrals end in bounces.
     pub short_lifetime: bool,
+    /// Windows in which the DNS server misbehaves (timeouts, SERVFAIL,
+    /// truncation, forged and garbled replies, as the seed chooses).
+    pub dns: bool,
+    /// The backup-MX topology under stress: the primary MX of
+    /// `remote.example` is cut off from the MTA (partitioned, or its
+    /// packets held so connections time out) for a window.
+    pub mx_down: bool,
 }
 
 impl Faults {
@@ -67,6 +74,9 @@ impl Faults {
             slow_sync: rng.random_bool(0.6),
             deferrals: rng.random_bool(0.6),
             short_lifetime: rng.random_bool(0.2),
+            // Drawn last, so the kinds above keep their draws.
+            dns: rng.random_bool(0.4),
+            mx_down: rng.random_bool(0.4),
         }
     }
 
@@ -89,6 +99,8 @@ impl Faults {
             (self.slow_sync, "slow-sync"),
             (self.deferrals, "deferrals"),
             (self.short_lifetime, "short-lifetime"),
+            (self.dns, "dns"),
+            (self.mx_down, "mx-down"),
         ] {
             if on {
                 v.push(name.to_string());
@@ -138,6 +150,15 @@ pub enum Event {
     DiskOk,
     IoErrors(f64),
     IoErrorsOff,
+    /// The DNS server misbehaves as this seed chooses.
+    DnsFaults(u64),
+    DnsHonest,
+    /// The primary MX is unreachable: partitioned (connections refused at
+    /// once) or, with `hold`, silent (connections time out).
+    MxDown {
+        hold: bool,
+    },
+    MxUp,
     /// Every fault heals; the drain begins.
     End,
 }
@@ -205,6 +226,23 @@ pub fn timeline(seed: u64, faults: &Faults, clients: usize) -> Vec<(u64, Event)>
         let (a, b) = window(&mut rng, 40_000);
         ev.push((a, Event::IoErrors(rng.random_range(0.01..0.15))));
         ev.push((b, Event::IoErrorsOff));
+    }
+    if faults.dns {
+        for _ in 0..rng.random_range(1..=2) {
+            let (a, b) = window(&mut rng, 40_000);
+            ev.push((a, Event::DnsFaults(rng.random())));
+            ev.push((b, Event::DnsHonest));
+        }
+    }
+    if faults.mx_down {
+        let (a, b) = window(&mut rng, 60_000);
+        ev.push((
+            a,
+            Event::MxDown {
+                hold: rng.random_bool(0.5),
+            },
+        ));
+        ev.push((b, Event::MxUp));
     }
     ev.push((FAULT_END_MS, Event::End));
     // Stable: events at the same moment keep their drawing order.

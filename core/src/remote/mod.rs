@@ -36,7 +36,7 @@ pub use tcpto::Tcpto;
 use crate::control::{self, ControlError, HostSet};
 use crate::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
 use crate::dns::Resolve;
-use crate::env::{Env, Fs, FsFile, Net, OpenOptions};
+use crate::env::{Env, Fs, FsFile, Net, OpenOptions, Plant};
 use crate::home::Home;
 
 /// qmail-remote's settings from the control files.
@@ -227,13 +227,32 @@ impl<E: Env, R: Resolve> RemoteDelivery<E, R> {
             };
             let session = ClientSession::new(&c.helohost, &ip.to_string(), tx.clone());
             match run_session(stream, session, body, c.timeout_remote).await {
-                SessionEnd::Done(report) => return report,
+                SessionEnd::Done(report) => return self.planted_done_on_defer(report),
                 SessionEnd::NextHost(text) => last = Some(text),
             }
         }
         all(Outcome::Deferral(last.unwrap_or_else(|| {
             "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n".into()
         })))
+    }
+
+    /// The planted bug [`Plant::DoneOnRemoteDefer`]: a remote 4xx (to a
+    /// RCPT, or as the transaction's final word) reported as delivered.
+    fn planted_done_on_defer(&self, mut report: Report) -> Report {
+        if !self.env.planted(Plant::DoneOnRemoteDefer) {
+            return report;
+        }
+        for v in &mut report.recipients {
+            if matches!(v, Verdict::Temporary(_)) {
+                *v = Verdict::Accepted;
+            }
+        }
+        if let Final::Temporary(t) = &report.final_word
+            && t.contains("Remote host said: 4")
+        {
+            report.final_word = Final::Delivered(t.clone());
+        }
+        report
     }
 
     async fn open(&self, m: &MessageRef) -> io::Result<FileSlice<<E::Fs as Fs>::File>> {

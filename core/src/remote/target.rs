@@ -113,6 +113,13 @@ pub async fn targets<R: Resolve, G: Rng>(
                 .map_err(|e| dns_outcome(&e, &host))?;
             ips.into_iter().map(|ip| at(ip, 0)).collect()
         }
+        // An address literal (`user@[192.0.2.1]`): that host, no DNS.
+        Relay::Mx if domain.starts_with('[') && domain.ends_with(']') => {
+            match domain[1..domain.len() - 1].parse::<IpAddr>() {
+                Ok(ip) => vec![at(ip, 0)],
+                Err(_) => return Err(perm_dns(domain)),
+            }
+        }
         Relay::Mx => {
             let mxs = resolver
                 .mx(domain)
