@@ -235,7 +235,9 @@ pub fn timeline(seed: u64, faults: &Faults, clients: usize) -> Vec<(u64, Event)>
         }
     }
     if faults.mx_down {
-        let (a, b) = window(&mut rng, 60_000);
+        // Early and long, so the clients' remote mail meets it.
+        let a = rng.random_range(500..10_000);
+        let b = a + rng.random_range(20_000..80_000);
         ev.push((
             a,
             Event::MxDown {

@@ -152,9 +152,22 @@ impl<E: Env, R: Resolve> RemoteDelivery<E, R> {
         recipients: &[String],
         message: &MessageRef,
     ) -> Vec<Outcome> {
-        self.report(domain, sender, recipients, message)
+        let outcomes = self
+            .report(domain, sender, recipients, message)
             .await
-            .outcomes()
+            .outcomes();
+        if !self.env.planted(Plant::DoneOnRemoteDefer) {
+            return outcomes;
+        }
+        // The planted bug: a remote 4xx (to a RCPT, to DATA, after the
+        // message) reported as a delivery.
+        outcomes
+            .into_iter()
+            .map(|o| match o {
+                Outcome::Deferral(t) if t.contains("Remote host said: 4") => Outcome::Success(t),
+                o => o,
+            })
+            .collect()
     }
 
     /// [`Self::deliver_to`] with qmail-remote's whole report.
@@ -227,32 +240,13 @@ impl<E: Env, R: Resolve> RemoteDelivery<E, R> {
             };
             let session = ClientSession::new(&c.helohost, &ip.to_string(), tx.clone());
             match run_session(stream, session, body, c.timeout_remote).await {
-                SessionEnd::Done(report) => return self.planted_done_on_defer(report),
+                SessionEnd::Done(report) => return report,
                 SessionEnd::NextHost(text) => last = Some(text),
             }
         }
         all(Outcome::Deferral(last.unwrap_or_else(|| {
             "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n".into()
         })))
-    }
-
-    /// The planted bug [`Plant::DoneOnRemoteDefer`]: a remote 4xx (to a
-    /// RCPT, or as the transaction's final word) reported as delivered.
-    fn planted_done_on_defer(&self, mut report: Report) -> Report {
-        if !self.env.planted(Plant::DoneOnRemoteDefer) {
-            return report;
-        }
-        for v in &mut report.recipients {
-            if matches!(v, Verdict::Temporary(_)) {
-                *v = Verdict::Accepted;
-            }
-        }
-        if let Final::Temporary(t) = &report.final_word
-            && t.contains("Remote host said: 4")
-        {
-            report.final_word = Final::Delivered(t.clone());
-        }
-        report
     }
 
     async fn open(&self, m: &MessageRef) -> io::Result<FileSlice<<E::Fs as Fs>::File>> {
