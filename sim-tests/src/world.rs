@@ -8,7 +8,7 @@ use qmail_core::home::Home;
 use qmail_core::queue::Queue;
 use qmail_core::send::Command;
 use qmail_io_sim::{
-    CrashOptions, DnsFaults, DnsServer, FsFaults, SimEnv, SimFs, Trace, Zone, crash_host,
+    CrashOptions, DnsFaults, DnsServer, FsFaults, Journal, SimEnv, SimFs, Trace, Zone, crash_host,
     sim_builder,
 };
 use rand::rngs::StdRng;
@@ -132,6 +132,8 @@ struct World {
     dns: DnsServer,
     /// The primary MX is cut off, held (true) or partitioned (false).
     mx_down: Option<bool>,
+    /// Failed syncs may drop their data (`Faults::fsyncgate`).
+    fsyncgate: bool,
 }
 
 fn now_ms(sim: &turmoil::Sim<'_>) -> u64 {
@@ -233,6 +235,7 @@ impl World {
             Event::IoErrors(rate) => {
                 self.fs_faults.sync_error_rate = rate;
                 self.fs_faults.write_error_rate = rate / 4.0;
+                self.fs_faults.failed_sync_drops = if self.fsyncgate { 0.5 } else { 0.0 };
                 self.fs.set_faults(self.fs_faults.clone());
             }
             Event::IoErrorsOff => {
@@ -412,6 +415,11 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     );
 
     let fs = SimFs::new(mix(seed, 0xf5));
+    fs.set_journal(if faults.journal {
+        Journal::On
+    } else {
+        Journal::Off
+    });
     install(&fs, &cfg);
     fs.set_trace(trace.clone());
     let mut sim = sim_builder(seed).tick_duration(TICK).build();
@@ -445,6 +453,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         fs_faults,
         dns,
         mx_down: None,
+        fsyncgate: faults.fsyncgate,
     };
 
     let check_rt = tokio::runtime::Builder::new_current_thread()

@@ -278,13 +278,15 @@ pub fn domain_of(address: &str) -> &str {
 }
 
 impl<E: Env, R: Resolve> Deliver for RemoteDelivery<E, R> {
-    async fn deliver(&self, job: DeliveryJob) -> Outcome {
-        let domain = domain_of(&job.recipient).to_string();
-        let recipients = [job.recipient.clone()];
+    /// One transaction for the job's recipients (the scheduler groups a
+    /// message's remote recipients by domain).
+    async fn deliver(&self, job: DeliveryJob) -> Vec<Outcome> {
+        let recipients: Vec<String> = job.recipients.iter().map(|r| r.address.clone()).collect();
+        let Some(first) = recipients.first() else {
+            return Vec::new();
+        };
+        let domain = domain_of(first).to_string();
         self.deliver_to(&domain, &job.sender, &recipients, &job.message)
             .await
-            .into_iter()
-            .next()
-            .unwrap_or_else(|| Outcome::Deferral("qmail-remote internal bug (#4.3.0)\n".into()))
     }
 }
