@@ -170,6 +170,7 @@ fn qmail_run_relays_a_message_byte_for_byte() {
     );
     wait_queue_empty(&root);
     let got = sink.wait_recipients(2);
+    assert_eq!(got.len(), 1, "both recipients in one transaction");
     let mut recipients = Vec::new();
     for (env, data) in &got {
         let mut lines = env.lines();

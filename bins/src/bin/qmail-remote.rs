@@ -40,7 +40,11 @@ fn message_file() -> std::io::Result<(PathBuf, u64, Option<PathBuf>)> {
     Ok((tmp.clone(), len, Some(tmp)))
 }
 
+/// What `--help` prints.
+const HELP: &str = "usage: qmail-remote host sender recipient...\n\nDelivers the message on standard input to host's mail exchangers (or its\ncontrol/smtproutes route) in one SMTP transaction and reports as qmail-remote\ndoes: per recipient r, or h/s and the server's text, then K, Z or D and the\ntext, each ended by a NUL. Controls from $QMAIL_HOME (default /var/qmail).\n";
+
 fn main() {
+    qmail_bins::answer_help(HELP);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 3 {
         final_only(Final::Permanent(

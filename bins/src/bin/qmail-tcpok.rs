@@ -7,7 +7,11 @@ use std::process::ExitCode;
 use qmail_core::remote::tcpto;
 use qmail_io_real::RealEnv;
 
+/// What `--help` prints.
+const HELP: &str = "usage: qmail-tcpok\n\nForgets every host remote delivery skips as down ($QMAIL_HOME/queue/lock/tcpto).\n";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let queue = qmail_bins::home().queue();
     let env = RealEnv::new();
     let r = qmail_bins::runtime().and_then(|rt| {
