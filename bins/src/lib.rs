@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 pub mod helper;
 pub mod inject;
+pub mod remote;
 pub mod send;
 pub mod trigger;
 pub mod wrappers;

@@ -47,20 +47,3 @@ pub async fn run_scheduler<L: Deliver, R: Deliver>(
         }
     }
 }
-
-/// The remote channel until remote delivery lands: every attempt defers
-/// (and so bounces after `queuelifetime`), saying why.
-#[derive(Clone)]
-pub struct NoRemoteDelivery;
-
-impl Deliver for NoRemoteDelivery {
-    async fn deliver(
-        &self,
-        job: qmail_core::deliver::DeliveryJob,
-    ) -> Vec<qmail_core::deliver::Outcome> {
-        let why = qmail_core::deliver::Outcome::Deferral(
-            "This qmail-rs build cannot deliver to remote hosts yet. (#4.3.0)\n".into(),
-        );
-        vec![why; job.recipients.len()]
-    }
-}

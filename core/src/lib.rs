@@ -17,6 +17,7 @@ pub mod inject;
 pub mod local;
 pub mod logsafe;
 pub mod queue;
+pub mod remote;
 pub mod send;
 pub mod smtp;
 pub mod smtpd;

@@ -51,6 +51,13 @@ pub struct Faults {
     /// Failed file syncs (under `io_errors`) drop the data they were to
     /// write half the time, and the next sync succeeds without it.
     pub fsyncgate: bool,
+    /// Windows in which the DNS server misbehaves (timeouts, SERVFAIL,
+    /// truncation, forged and garbled replies, as the seed chooses).
+    pub dns: bool,
+    /// The backup-MX topology under stress: the primary MX of
+    /// `remote.example` is cut off from the MTA (partitioned, or its
+    /// packets held so connections time out) for a window.
+    pub mx_down: bool,
 }
 
 impl Faults {
@@ -76,6 +83,8 @@ impl Faults {
             // Drawn last, so the draws above keep their values per seed.
             journal: rng.random_bool(0.5),
             fsyncgate: rng.random_bool(0.5),
+            dns: rng.random_bool(0.4),
+            mx_down: rng.random_bool(0.4),
         }
     }
 
@@ -100,6 +109,8 @@ impl Faults {
             (self.short_lifetime, "short-lifetime"),
             (self.journal, "journal"),
             (self.io_errors && self.fsyncgate, "fsyncgate"),
+            (self.dns, "dns"),
+            (self.mx_down, "mx-down"),
         ] {
             if on {
                 v.push(name.to_string());
@@ -149,6 +160,15 @@ pub enum Event {
     DiskOk,
     IoErrors(f64),
     IoErrorsOff,
+    /// The DNS server misbehaves as this seed chooses.
+    DnsFaults(u64),
+    DnsHonest,
+    /// The primary MX is unreachable: partitioned (connections refused at
+    /// once) or, with `hold`, silent (connections time out).
+    MxDown {
+        hold: bool,
+    },
+    MxUp,
     /// Every fault heals; the drain begins.
     End,
 }
@@ -216,6 +236,25 @@ pub fn timeline(seed: u64, faults: &Faults, clients: usize) -> Vec<(u64, Event)>
         let (a, b) = window(&mut rng, 40_000);
         ev.push((a, Event::IoErrors(rng.random_range(0.01..0.15))));
         ev.push((b, Event::IoErrorsOff));
+    }
+    if faults.dns {
+        for _ in 0..rng.random_range(1..=2) {
+            let (a, b) = window(&mut rng, 40_000);
+            ev.push((a, Event::DnsFaults(rng.random())));
+            ev.push((b, Event::DnsHonest));
+        }
+    }
+    if faults.mx_down {
+        // Early and long, so the clients' remote mail meets it.
+        let a = rng.random_range(500..10_000);
+        let b = a + rng.random_range(20_000..80_000);
+        ev.push((
+            a,
+            Event::MxDown {
+                hold: rng.random_bool(0.5),
+            },
+        ));
+        ev.push((b, Event::MxUp));
     }
     ev.push((FAULT_END_MS, Event::End));
     // Stable: events at the same moment keep their drawing order.

@@ -10,6 +10,7 @@ pub mod faults;
 pub mod ledger;
 pub mod mta;
 pub mod oracle;
+pub mod remote;
 pub mod traffic;
 mod world;
 

@@ -1,24 +1,25 @@
 //! The MTA under test: the same core code `qmail run` runs (SMTP server,
 //! queue, scheduler, real local delivery in the embedded mode) on one
 //! simulated host whose filesystem survives its crashes as the crash model
-//! decides. Remote delivery is a stand-in agent for the remote MTAs, which
-//! records what they accepted in the [`Ledger`], outside the crashing host.
+//! decides. Remote delivery is the real remote channel (DNS through the
+//! simulated DNS server, the SMTP client) to the remote hosts of
+//! [`crate::remote`], which record what they accepted in the [`Ledger`],
+//! outside the crashing host.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use qmail_core::deliver::{Deliver, DeliveryJob, Outcome};
-use qmail_core::env::{Env, Fs, FsFile, Identity, Net, OpenOptions, PlantSet};
+use qmail_core::dns::{ResolverConfig, StubResolver};
+use qmail_core::env::{Env, Fs, Identity, Net, PlantSet};
 use qmail_core::home::Home;
 use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
 use qmail_core::queue::Queue;
+use qmail_core::remote::{RemoteControl, RemoteDelivery};
 use qmail_core::send::{Command, Scheduler, SendControl};
 use qmail_core::smtpd::{SmtpdControl, serve};
-use qmail_io_sim::{SimEnv, SimFs, Trace, exited, sim_now};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
+use qmail_io_sim::{DNS_PORT, SimEnv, SimFs, Trace, exited, sim_now};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::ledger::{Handed, Ledger};
@@ -55,6 +56,9 @@ pub fn install(fs: &SimFs, cfg: &MtaConfig) {
         &home.control_file("rcpthosts"),
         &format!("{DOMAIN}\nremote.example\ndefer.example\nreject.example\n"),
     );
+    // Remote timeouts short enough for a partitioned MX to cost seconds.
+    file(&home.control_file("timeoutconnect"), "10\n");
+    file(&home.control_file("timeoutremote"), "60\n");
     file(
         &home.control_file("queuelifetime"),
         &format!("{}\n", cfg.queuelifetime),
@@ -121,84 +125,31 @@ fn programs(env: &SimEnv, cfg: &MtaConfig, ledger: &Ledger) {
     });
 }
 
-/// The remote MTAs, as the scheduler's remote channel sees them: they read
-/// the message, take a while, and accept (recording the delivery in the
-/// ledger, durable by definition), defer, or refuse by domain.
-#[derive(Clone)]
-pub struct RemoteAgent {
-    fs: SimFs,
-    cfg: Arc<MtaConfig>,
-    ledger: Ledger,
-    rng: Arc<Mutex<StdRng>>,
-    trace: Trace,
-}
-
-impl RemoteAgent {
-    fn draw<T>(&self, f: impl FnOnce(&mut StdRng) -> T) -> T {
-        f(&mut self.rng.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-
-    async fn read(&self, job: &DeliveryJob) -> std::io::Result<Vec<u8>> {
-        let m = &job.message;
-        let mut f = self.fs.open(&m.path, &OpenOptions::read()).await?;
-        f.seek(m.offset).await?;
-        let mut data = vec![0u8; m.len as usize];
-        let mut got = 0;
-        while got < data.len() {
-            let n = f.read(&mut data[got..]).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::UnexpectedEof.into());
-            }
-            got += n;
-        }
-        Ok(data)
-    }
-}
-
-impl Deliver for RemoteAgent {
-    /// One SMTP transaction for the job's recipients (one domain): the
-    /// message is read and sent once, then each recipient is answered.
-    async fn deliver(&self, job: DeliveryJob) -> Vec<Outcome> {
-        let all = |o: Outcome| vec![o; job.recipients.len()];
-        let data = match self.read(&job).await {
-            Ok(d) => d,
-            Err(e) => return all(Outcome::Deferral(format!("Unable to read message: {e}\n"))),
-        };
-        let took = self.draw(|r| r.random_range(20..3_000));
-        tokio::time::sleep(Duration::from_millis(took)).await;
-        let now = run_secs();
-        if now < self.cfg.flaky_until && self.draw(|r| r.random_bool(self.cfg.remote_flaky)) {
-            return all(Outcome::Deferral(
-                "Connected but the remote went away.\n".into(),
-            ));
-        }
-        let mut outcomes = Vec::with_capacity(job.recipients.len());
-        for r in &job.recipients {
-            let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
-            outcomes.push(match domain {
-                "reject.example" => {
-                    Outcome::Failure("Remote host said: 550 no such user here\n".into())
-                }
-                "defer.example" if now < self.cfg.defer_until => {
-                    Outcome::Deferral("Remote host said: 451 try later\n".into())
-                }
-                "remote.example" | "defer.example" => {
-                    self.trace.record(
-                        "remote",
-                        format_args!("accepted {} bytes for {}", data.len(), r.address),
-                    );
-                    self.ledger.lock().remote.push(Handed {
-                        recipient: r.address.clone(),
-                        sender: job.sender.clone(),
-                        data: data.clone(),
-                    });
-                    Outcome::Success("Remote host said: 250 ok\n".into())
-                }
-                _ => Outcome::Failure("Sorry, I couldn't find any host by that name.\n".into()),
-            });
-        }
-        outcomes
-    }
+/// The real remote channel: qmail-remote's code, asking the simulated DNS
+/// server (host `dns`) through the stub resolver.
+async fn remote_agent(
+    env: &SimEnv,
+    home: &Home,
+) -> Result<RemoteDelivery<SimEnv, StubResolver<SimEnv>>, String> {
+    let mut control = RemoteControl::load(env, home)
+        .await
+        .map_err(|e| e.to_string())?;
+    control
+        .us
+        .listeners
+        .push(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 25)));
+    control.us.ips.push(turmoil::lookup("mta"));
+    let dns = ResolverConfig {
+        nameservers: vec![SocketAddr::new(turmoil::lookup("dns"), DNS_PORT)],
+        timeout: Duration::from_secs(2),
+        attempts: 2,
+    };
+    Ok(RemoteDelivery::new(
+        env.clone(),
+        StubResolver::new(env.clone(), dns),
+        home.queue(),
+        control,
+    ))
 }
 
 /// What the driver can reach inside the running MTA.
@@ -241,22 +192,12 @@ pub fn add_host(
         let env = SimEnv::new(fs.clone(), mix(cfg.seed, 0x3a70 + inc), identity(inc))
             .with_plants(cfg.plants);
         programs(&env, &cfg, &ledger);
-        let remote = RemoteAgent {
-            fs: fs.clone(),
-            cfg: cfg.clone(),
-            ledger: ledger.clone(),
-            rng: Arc::new(Mutex::new(StdRng::seed_from_u64(mix(
-                cfg.seed,
-                0x7e70 + inc,
-            )))),
-            trace: trace.clone(),
-        };
         let (tx, rx) = mpsc::unbounded_channel();
         *handle.commands.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
         let trace = trace.clone();
         async move {
             trace.record("mta", format_args!("start incarnation {inc}"));
-            if let Err(e) = mta(env, remote, rx).await {
+            if let Err(e) = mta(env, rx).await {
                 trace.record("mta", format_args!("exited: {e}"));
             }
             Ok(())
@@ -267,12 +208,9 @@ pub fn add_host(
 /// One incarnation of the MTA: the scheduler recovers the queue, then SMTP
 /// opens. Returns when either stops (the driver restarts it, as a
 /// supervisor would).
-async fn mta(
-    env: SimEnv,
-    remote: RemoteAgent,
-    commands: mpsc::UnboundedReceiver<Command>,
-) -> Result<(), String> {
+async fn mta(env: SimEnv, commands: mpsc::UnboundedReceiver<Command>) -> Result<(), String> {
     let home = Home::new(HOME);
+    let remote = remote_agent(&env, &home).await?;
     let queue = Queue::new(env.clone(), home.queue());
     let send = SendControl::load(&env, &home)
         .await

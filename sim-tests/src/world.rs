@@ -8,7 +8,8 @@ use qmail_core::home::Home;
 use qmail_core::queue::Queue;
 use qmail_core::send::Command;
 use qmail_io_sim::{
-    CrashOptions, FsFaults, Journal, SimEnv, SimFs, Trace, crash_host, sim_builder,
+    CrashOptions, DnsFaults, DnsServer, FsFaults, Journal, SimEnv, SimFs, Trace, Zone, crash_host,
+    sim_builder,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -17,7 +18,8 @@ use crate::faults::{Event, FAULT_END_MS, Faults, timeline};
 use crate::ledger::Ledger;
 use crate::mta::{MtaConfig, MtaHandle, add_host, identity, install};
 use crate::oracle::{Verdict, check};
-use crate::{HOME, mix, traffic};
+use crate::remote::{Behaviour, RemoteServer};
+use crate::{HOME, mix, remote, traffic};
 
 /// One step of simulated time.
 pub const TICK: Duration = Duration::from_millis(20);
@@ -25,6 +27,9 @@ pub const TICK: Duration = Duration::from_millis(20);
 pub const DRAIN_LIMIT_MS: u64 = 3600 * 1000;
 /// How often the drain nudges the scheduler (qmail's SIGALRM).
 const NUDGE_MS: u64 = 60_000;
+/// The primary MX host of `remote.example` (preference 10; `mx2` is the
+/// backup at 20).
+const PRIMARY_MX: &str = "mx1";
 /// The network's latency outside latency faults.
 const BASE_LATENCY: Duration = Duration::from_millis(30);
 
@@ -124,6 +129,9 @@ struct World {
     armed: Option<Armed>,
     crashes: u32,
     fs_faults: FsFaults,
+    dns: DnsServer,
+    /// The primary MX is cut off, held (true) or partitioned (false).
+    mx_down: Option<bool>,
     /// Failed syncs may drop their data (`Faults::fsyncgate`).
     fsyncgate: bool,
 }
@@ -168,6 +176,14 @@ impl World {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
         self.restart_at = Some(now_ms(&self.sim) + downtime_ms);
+    }
+
+    fn mx_up(&mut self) {
+        match self.mx_down.take() {
+            Some(true) => self.sim.release("mta", PRIMARY_MX),
+            Some(false) => self.sim.repair("mta", PRIMARY_MX),
+            None => {}
+        }
     }
 
     fn restart(&mut self) {
@@ -227,7 +243,20 @@ impl World {
                 self.fs_faults.write_error_rate = 0.0;
                 self.fs.set_faults(self.fs_faults.clone());
             }
+            Event::DnsFaults(seed) => self.dns.set_faults(DnsFaults::swarm(seed)),
+            Event::DnsHonest => self.dns.set_faults(DnsFaults::none()),
+            Event::MxDown { hold } => {
+                if hold {
+                    self.sim.hold("mta", PRIMARY_MX);
+                } else {
+                    self.sim.partition("mta", PRIMARY_MX);
+                }
+                self.mx_down = Some(hold);
+            }
+            Event::MxUp => self.mx_up(),
             Event::End => {
+                self.dns.set_faults(DnsFaults::none());
+                self.mx_up();
                 if self.armed.take().is_some() {
                     self.fs.resume();
                 }
@@ -266,6 +295,65 @@ impl World {
             self.restart_at = Some(now + 1_000);
         }
     }
+}
+
+/// The world beyond the MTA: the remote mail hosts and the DNS server that
+/// names them. `remote.example` has a primary and a backup MX (both
+/// accepting, flaky during the fault phase when deferrals are on);
+/// `defer.example` defers until `defer_until`; `reject.example` refuses
+/// every recipient; `elsewhere.example` does not exist.
+fn internet(
+    sim: &mut turmoil::Sim<'static>,
+    seed: u64,
+    cfg: &MtaConfig,
+    ledger: &Ledger,
+    trace: &Trace,
+) -> DnsServer {
+    let dns = DnsServer::new(Zone::new(), DnsFaults::none(), mix(seed, 0xd25));
+    let d = dns.clone();
+    sim.host("dns", move || {
+        let d = d.clone();
+        async move {
+            d.serve().await?;
+            Ok(())
+        }
+    });
+    let servers = [
+        ("mx1", Behaviour::Accept, cfg.remote_flaky),
+        ("mx2", Behaviour::Accept, cfg.remote_flaky),
+        ("mx-defer", Behaviour::DeferUntil(cfg.defer_until), 0.0),
+        ("mx-reject", Behaviour::Reject, 0.0),
+    ];
+    for (i, (name, behaviour, flaky)) in servers.into_iter().enumerate() {
+        remote::add_host(
+            sim,
+            RemoteServer {
+                name: name.into(),
+                behaviour,
+                flaky,
+                flaky_until: cfg.flaky_until,
+                seed: mix(seed, 0x3e30 + i as u64),
+            },
+            ledger,
+            trace,
+        );
+    }
+    let v4 = |host: &str| match sim.lookup(host) {
+        std::net::IpAddr::V4(ip) => ip,
+        other => panic!("{host} has {other}"),
+    };
+    let (mx1, mx2, defer, reject) = (v4("mx1"), v4("mx2"), v4("mx-defer"), v4("mx-reject"));
+    dns.edit_zone(|z| {
+        z.mx("remote.example", 10, "mx1.remote.example")
+            .mx("remote.example", 20, "mx2.remote.example")
+            .a("mx1.remote.example", mx1)
+            .a("mx2.remote.example", mx2)
+            .mx("defer.example", 10, "mx.defer.example")
+            .a("mx.defer.example", defer)
+            .mx("reject.example", 10, "mx.reject.example")
+            .a("mx.reject.example", reject);
+    });
+    dns
 }
 
 /// Whether the queue holds no message (nothing in `todo/` or `mess/`).
@@ -339,6 +427,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     let ledger = Ledger::default();
     let handle = MtaHandle::default();
     add_host(&mut sim, &fs, cfg.clone(), &ledger, &trace, &handle);
+    let dns = internet(&mut sim, seed, &cfg, &ledger, &trace);
     for c in 0..clients {
         let (ledger, trace) = (ledger.clone(), trace.clone());
         sim.client(format!("client{c}"), async move {
@@ -362,6 +451,8 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         armed: None,
         crashes: 0,
         fs_faults,
+        dns,
+        mx_down: None,
         fsyncgate: faults.fsyncgate,
     };
 

@@ -60,6 +60,11 @@ fn skip_maildir_sync_is_caught() {
 }
 
 #[test]
+fn done_on_remote_defer_is_caught() {
+    caught(Plant::DoneOnRemoteDefer);
+}
+
+#[test]
 fn every_plant_has_a_test() {
-    assert_eq!(Plant::ALL.len(), 6, "a new plant needs a test here");
+    assert_eq!(Plant::ALL.len(), 7, "a new plant needs a test here");
 }

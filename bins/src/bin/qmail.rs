@@ -222,7 +222,7 @@ fn run(home: Home, addr: SocketAddr, user: Option<String>) -> Result<()> {
             queue.clone(),
             home.clone(),
             local_agent(&queue, &home).await?,
-            qmail_bins::send::NoRemoteDelivery,
+            qmail_bins::remote::remote_agent(&env, &home, &[bound]).await?,
             ready_tx,
             stopped(stop_rx.clone()),
         ));

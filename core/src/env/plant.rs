@@ -21,16 +21,20 @@ pub enum Plant {
     RemovePending,
     /// Maildir delivery links the message into `new/` without syncing it.
     SkipMaildirSync,
+    /// Remote delivery reports a recipient delivered when the remote server
+    /// answered 4xx (at RCPT, to DATA, or after the message).
+    DoneOnRemoteDefer,
 }
 
 impl Plant {
-    pub const ALL: [Plant; 6] = [
+    pub const ALL: [Plant; 7] = [
         Plant::AckBeforeSync,
         Plant::SkipDirSync,
         Plant::DoneBeforeDeliver,
         Plant::DropBounce,
         Plant::RemovePending,
         Plant::SkipMaildirSync,
+        Plant::DoneOnRemoteDefer,
     ];
 
     /// The name `sim --plant` takes.
@@ -42,6 +46,7 @@ impl Plant {
             Plant::DropBounce => "drop-bounce",
             Plant::RemovePending => "remove-pending",
             Plant::SkipMaildirSync => "skip-maildir-sync",
+            Plant::DoneOnRemoteDefer => "done-on-remote-defer",
         }
     }
 
@@ -53,6 +58,7 @@ impl Plant {
             Plant::DropBounce => "recorded failures are forgotten instead of bounced",
             Plant::RemovePending => "a message is removed with recipients still pending",
             Plant::SkipMaildirSync => "maildir delivery links into new/ without an fsync",
+            Plant::DoneOnRemoteDefer => "a remote 4xx marks the recipient delivered",
         }
     }
 
