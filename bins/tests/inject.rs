@@ -370,6 +370,25 @@ fn bad_input_gets_qmails_behaviour_or_a_clear_error_and_nothing_half_injected() 
         "{printed}"
     );
 
+    // Header lines of any length pass whole: a 300 KB Subject, a To of
+    // 5000 addresses (refolded at 80 columns, every address kept).
+    let subject = format!("Subject: {}\n", "s".repeat(300_000));
+    let to: Vec<String> = (0..5000).map(|i| format!("u{i}@x.example")).collect();
+    let input = format!("{subject}To: {}\n\nbody\n", to.join(","));
+    let o = run(&inject, &["-n"], home, &[], input.as_bytes());
+    let printed = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(printed.contains(&subject));
+    let to_field = printed
+        .split("\nTo: ")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    assert!(to_field.lines().all(|l| l.len() <= 80));
+    assert_eq!(to_field.replace("\n  ", " "), to.join(", "));
+
     // An address with no domain gets defaulthost (and defaultdomain), as
     // in qmail; the message is queued whole.
     std::fs::write(home.join("control/defaulthost"), "mailhub\n").unwrap();
