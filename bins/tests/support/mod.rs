@@ -33,6 +33,22 @@ pub fn init_home(parent: Option<&Path>, me: Option<&str>) -> tempfile::TempDir {
     home
 }
 
+/// Whether `tool` can run here; in CI (which installs it) it must.
+pub fn have(tool: &str) -> bool {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("skipping: {tool} is not installed");
+    }
+    ok
+}
+
 pub fn set_control(home: &Path, name: &str, value: &str) {
     std::fs::write(home.join("control").join(name), format!("{value}\n")).unwrap();
 }
