@@ -15,6 +15,7 @@ pub mod env;
 pub mod home;
 pub mod inject;
 pub mod local;
+pub mod logsafe;
 pub mod queue;
 pub mod send;
 pub mod smtp;
