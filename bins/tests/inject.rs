@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{QmailRun, init_home, set_control};
+use support::{QmailRun, have, init_home, set_control};
 
 const ME: &str = "inject.test";
 
@@ -20,22 +20,6 @@ fn local_home() -> tempfile::TempDir {
     let home = init_home(None, Some(ME));
     set_control(home.path(), "locals", ME);
     home
-}
-
-/// Whether `tool` can run here; in CI (which installs it) it must.
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipping: {tool} is not installed");
-    }
-    ok
 }
 
 fn bin(name: &str) -> PathBuf {
@@ -163,69 +147,69 @@ fn cron_style_pipe_to_sendmail_arrives_in_a_maildir() {
     server.stop();
 }
 
-#[test]
-fn s_nail_in_batch_mode_sends_through_sendmail() {
-    if !have("s-nail") {
+/// A user agent run in batch mode with `args(path of HOME/bin/sendmail)`
+/// sends "Sent by TOOL." with subject "from TOOL" to `user`, who gets it.
+fn user_agent_sends(tool: &str, args: impl Fn(&str) -> Vec<String>, user: &str) {
+    if !have(tool) {
         return;
     }
     let server = QmailRun::start(local_home());
     let home = server.home.path().to_path_buf();
     let ua_home = tempfile::tempdir().unwrap();
+    let mut argv = args(home.join("bin/sendmail").to_str().unwrap());
+    argv.extend(["-s".into(), format!("from {tool}"), format!("{user}@{ME}")]);
+    let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
     let out = run(
-        Path::new("/usr/bin/s-nail"),
-        &[
-            "-n",
-            "-#",
-            "-S",
-            &format!("mta={}", home.join("bin/sendmail").display()),
-            "-S",
-            "sendwait",
-            "-s",
-            "from s-nail",
-            "bob@inject.test",
-        ],
+        &Path::new("/usr/bin").join(tool),
+        &argv,
         &home,
         &[("HOME", ua_home.path().to_str().unwrap())],
-        "Sent by s-nail.\n".as_bytes(),
+        format!("Sent by {tool}.\n").as_bytes(),
     );
-    assert!(out.status.success(), "s-nail: {}", text(&out.stderr));
-    let msgs = delivered(&home, "bob", 1);
-    check_injected(&msgs[0], "\nSubject: from s-nail\n");
-    assert!(msgs[0].ends_with("\n\nSent by s-nail.\n"), "{}", msgs[0]);
-    assert!(msgs[0].contains("\nTo: bob@inject.test\n"), "{}", msgs[0]);
+    assert!(out.status.success(), "{tool}: {}", text(&out.stderr));
+    let msgs = delivered(&home, user, 1);
+    let m = &msgs[0];
+    check_injected(m, &format!("\nSubject: from {tool}\n"));
+    assert!(m.ends_with(&format!("\n\nSent by {tool}.\n")), "{m}");
+    assert!(m.contains(&format!("{user}@{ME}")), "{m}");
     server.stop();
 }
 
 #[test]
-fn mailutils_mail_in_batch_mode_sends_through_sendmail() {
-    if !have("mail.mailutils") {
-        return;
-    }
-    let server = QmailRun::start(local_home());
-    let home = server.home.path().to_path_buf();
-    let ua_home = tempfile::tempdir().unwrap();
-    let out = run(
-        Path::new("/usr/bin/mail.mailutils"),
-        &[
-            "--no-config",
-            "-E",
-            &format!(
-                "set sendmail=sendmail://{}",
-                home.join("bin/sendmail").display()
-            ),
-            "-s",
-            "from mailutils",
-            "carol@inject.test",
-        ],
-        &home,
-        &[("HOME", ua_home.path().to_str().unwrap())],
-        "Sent by GNU mail.\n".as_bytes(),
+fn s_nail_in_batch_mode_sends_through_sendmail() {
+    user_agent_sends(
+        "s-nail",
+        |sendmail| {
+            [
+                "-n",
+                "-#",
+                "-S",
+                &format!("mta={sendmail}"),
+                "-S",
+                "sendwait",
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+        "bob",
     );
-    assert!(out.status.success(), "mail: {}", text(&out.stderr));
-    let msgs = delivered(&home, "carol", 1);
-    check_injected(&msgs[0], "\nSubject: from mailutils\n");
-    assert!(msgs[0].ends_with("\n\nSent by GNU mail.\n"), "{}", msgs[0]);
-    server.stop();
+}
+
+#[test]
+fn mailutils_mail_in_batch_mode_sends_through_sendmail() {
+    user_agent_sends(
+        "mail.mailutils",
+        |sendmail| {
+            [
+                "--no-config",
+                "-E",
+                &format!("set sendmail=sendmail://{sendmail}"),
+            ]
+            .map(String::from)
+            .to_vec()
+        },
+        "carol",
+    );
 }
 
 #[test]
@@ -369,6 +353,25 @@ fn bad_input_gets_qmails_behaviour_or_a_clear_error_and_nothing_half_injected() 
         printed.ends_with("\nFrom: tester@inject.test\nTo: y@inject.test\nSubject: unended\n"),
         "{printed}"
     );
+
+    // Header lines of any length pass whole: a 300 KB Subject, a To of
+    // 5000 addresses (refolded at 80 columns, every address kept).
+    let subject = format!("Subject: {}\n", "s".repeat(300_000));
+    let to: Vec<String> = (0..5000).map(|i| format!("u{i}@x.example")).collect();
+    let input = format!("{subject}To: {}\n\nbody\n", to.join(","));
+    let o = run(&inject, &["-n"], home, &[], input.as_bytes());
+    let printed = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(printed.contains(&subject));
+    let to_field = printed
+        .split("\nTo: ")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap();
+    assert!(to_field.lines().all(|l| l.len() <= 80));
+    assert_eq!(to_field.replace("\n  ", " "), to.join(", "));
 
     // An address with no domain gets defaulthost (and defaultdomain), as
     // in qmail; the message is queued whole.

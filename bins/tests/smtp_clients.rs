@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{QmailRun, init_home};
+use support::{QmailRun, have, init_home};
 
 /// Messages in the queue (todo/, or mess/ once the scheduler took them
 /// in), oldest first.
@@ -34,22 +34,6 @@ fn wait_for_messages(server: &QmailRun, n: usize) -> Vec<Vec<u8>> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Whether `tool` can run here; in CI (which installs them) it must.
-fn have(tool: &str) -> bool {
-    let ok = Command::new("sh")
-        .arg("-c")
-        .arg(format!("command -v {tool}"))
-        .stdout(Stdio::null())
-        .status()
-        .unwrap()
-        .success();
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
-        eprintln!("skipping: {tool} is not installed");
-    }
-    ok
 }
 
 const BODY: &str = "From: alice@example.org\r\nTo: u1@localhost\r\nSubject: clients\r\n\r\nHello.\r\n.leading dot\r\n8-bit: \u{e9}t\u{e9}\r\n";

@@ -34,6 +34,22 @@ pub fn init_home(parent: Option<&Path>, me: Option<&str>) -> tempfile::TempDir {
     home
 }
 
+/// Whether `tool` can run here; in CI (which installs it) it must.
+pub fn have(tool: &str) -> bool {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    if !ok {
+        assert!(std::env::var_os("CI").is_none(), "{tool} is required in CI");
+        eprintln!("skipping: {tool} is not installed");
+    }
+    ok
+}
+
 /// The name of the user running the tests.
 pub fn current_user() -> String {
     let uid = nix::unistd::Uid::effective();

@@ -68,9 +68,14 @@ fn addr_string(bytes: Vec<u8>) -> Result<String, InjectError> {
 }
 
 /// One address given on the command line (`-f` or a recipient), completed.
+/// `<addr>` and `<>` are taken too, as other sendmails take them.
 fn command_line_address(settings: &Settings, arg: &str) -> Result<String, InjectError> {
     let bad = || InjectError::BadAddress(arg.to_string());
-    let mut toks = tokenize(&quote_address(arg)).map_err(|_| bad())?;
+    let bare = arg
+        .strip_prefix('<')
+        .and_then(|a| a.strip_suffix('>'))
+        .unwrap_or(arg);
+    let mut toks = tokenize(&quote_address(bare)).map_err(|_| bad())?;
     toks.retain(|t| !matches!(t, Tok::Comment(_)));
     if toks
         .iter()
@@ -579,6 +584,14 @@ mod tests {
                     args: vec!["ignored@y.example".into()],
                 },
                 ..case("header_only_null_sender", b"To: header@x.example\n\nbody\n")
+            },
+            Case {
+                options: Options {
+                    sender: Some("<>".into()),
+                    args: vec!["<bracketed@x.example>".into()],
+                    ..Options::default()
+                },
+                ..case("f_in_angle_brackets_is_the_null_sender", b"To: a\n\nbody\n")
             },
             Case {
                 options: args(&["bad@(host"]),

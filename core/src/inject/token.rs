@@ -97,9 +97,6 @@ pub fn tokenize(s: &[u8]) -> Result<Vec<Tok>, LexError> {
                 }
                 i += 1;
             }
-            if i > s.len() {
-                return Err(LexError::Unterminated("comment"));
-            }
             out.push(Tok::Comment(s[start..i - 1].to_vec()));
         } else if c == b'"' || c == b'[' {
             let close = if c == b'"' { b'"' } else { b']' };
