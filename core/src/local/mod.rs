@@ -20,7 +20,8 @@ pub mod program;
 pub mod verdict;
 
 pub use agent::{
-    LOOPING, LocalConfig, LocalDelivery, Mode, NO_MAILBOX, Recipient, TOO_MANY_HOPS, mailbox_name,
+    LOOPING, LocalConfig, LocalDelivery, Mode, NAME_MAX, NO_MAILBOX, Recipient, TOO_MANY_HOPS,
+    local_part_fits, mailbox_name,
 };
 pub use message::{ByteSource, MessageReader, SliceSource};
 pub use plan::{Step, plan};
