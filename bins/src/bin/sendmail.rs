@@ -101,7 +101,9 @@ fn main() -> ExitCode {
 }
 
 fn mailq() -> ExitCode {
-    qmail_bins::print_queue_report("sendmail", |q| async move { q.qread().await })
+    qmail_bins::print_queue_report("sendmail", &qmail_bins::home(), |q| async move {
+        q.qread().await
+    })
 }
 
 /// Runs qmail-smtpd on standard input and output, as a local client that
