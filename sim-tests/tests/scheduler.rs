@@ -716,7 +716,8 @@ fn control_files_and_their_defaults() {
 
 #[test]
 fn sighup_rereads_the_control_files() {
-    // Three remote recipients that each defer once, slowly. With
+    // Three remote recipients (at three domains, so three jobs: one
+    // domain's recipients share one) that each defer once, slowly. With
     // concurrencyremote 1 the first round runs one at a time; after a
     // reload that says 3 (and an ALRM), the retries run three at once.
     let script: Script = Arc::new(|_, attempt| {
@@ -734,7 +735,7 @@ fn sighup_rereads_the_control_files() {
         c,
         vec![msg(
             "a@sim.test",
-            &["x@far.test", "y@far.test", "z@far.test"],
+            &["x@far1.test", "y@far2.test", "z@far3.test"],
             "m\n",
         )],
         script,

@@ -9,12 +9,14 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use super::assign::{AssignTable, passwd_candidates};
-use super::dotqmail::{self, Instruction};
-use super::forward::{ForwardError, ForwardRequest, forward};
+use super::dotqmail;
+use super::forward::{ForwardRequest, forward};
 use super::maildir::{create_maildir, deliver_maildir};
 use super::mbox::deliver_mbox;
 use super::message::{MessageReader, scan_header};
+use super::plan::{Step, describe, plan};
 use super::program::{ProgramVerdict, Vars, verdict};
+use super::verdict::{Kind, Verdict};
 use crate::control::ControlError;
 use crate::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
 use crate::env::{Clock, Env, Exec, FileRange, Fs, ProgramInput, ProgramSpec, Users};
@@ -153,11 +155,10 @@ impl<E: Env> LocalDelivery<E> {
     }
 }
 
-fn outcome(r: Result<String, Fail>) -> Outcome {
+fn outcome(r: Result<String, Verdict>) -> Outcome {
     match r {
         Ok(text) => Outcome::Success(text),
-        Err(Fail::Temporary(text)) => Outcome::Deferral(text),
-        Err(Fail::Permanent(text)) => Outcome::Failure(text),
+        Err(v) => v.outcome(),
     }
 }
 
@@ -182,17 +183,8 @@ fn address(job: &DeliveryJob) -> &str {
     job.recipients.first().map_or("", |r| r.address.as_str())
 }
 
-enum Fail {
-    Temporary(String),
-    Permanent(String),
-}
-
-fn temp(text: impl Into<String>) -> Fail {
-    let mut t = text.into();
-    if !t.ends_with('\n') {
-        t.push('\n');
-    }
-    Fail::Temporary(t)
+fn temp(text: impl Into<String>) -> Verdict {
+    Verdict::temporary(text)
 }
 
 /// The user in charge of an address: whose `.qmail<dash><ext>` file in
@@ -217,22 +209,6 @@ pub struct Recipient {
 /// `local` and `host` of `local@host` (the last `@` splits).
 fn split(recipient: &str) -> (&str, &str) {
     recipient.rsplit_once('@').unwrap_or((recipient, ""))
-}
-
-/// qmail-local -n's description of a `.qmail` file: one line per delivery.
-fn describe(instructions: &[Instruction]) -> String {
-    let mut out = String::new();
-    for ins in instructions {
-        let (kind, what) = match ins {
-            Instruction::Maildir(p) => ("maildir", p),
-            Instruction::Mbox(p) => ("mbox", p),
-            Instruction::Program(c) => ("program", c),
-            Instruction::Forward(a) => ("forward", a),
-            _ => continue,
-        };
-        out.push_str(&format!("{kind} {what}\n"));
-    }
-    out
 }
 
 /// The mailbox directory name for a local part: lowercased (as qmail
@@ -270,30 +246,21 @@ pub fn local_part_fits(local: &str) -> bool {
     mailbox_name(local).len() <= NAME_MAX && ".qmail-".len() + local.len() <= NAME_MAX
 }
 
-/// A `.qmail` path line as a path: absolute as is, else below the home.
-fn file_path(home: &Path, line: &str) -> PathBuf {
-    if line.starts_with('/') {
-        return PathBuf::from(line);
-    }
-    let mut rest = line;
-    while let Some(r) = rest.strip_prefix("./") {
-        rest = r;
-    }
-    home.join(rest)
-}
-
 impl<E: Env> Inner<E> {
     fn env(&self) -> &E {
         self.queue.env()
     }
 
-    async fn reader(&self, msg: &MessageRef) -> Result<MessageReader<<E::Fs as Fs>::File>, Fail> {
+    async fn reader(
+        &self,
+        msg: &MessageRef,
+    ) -> Result<MessageReader<<E::Fs as Fs>::File>, Verdict> {
         MessageReader::open(self.env().fs(), msg)
             .await
             .map_err(|e| temp(format!("Unable to read message: {e}. (#4.3.0)")))
     }
 
-    async fn resolve(&self, local: &str) -> Result<Option<Recipient>, Fail> {
+    async fn resolve(&self, local: &str) -> Result<Option<Recipient>, Verdict> {
         let env = self.env();
         let home = &self.home;
         if self.config.mode == Mode::Embedded {
@@ -378,7 +345,7 @@ impl<E: Env> Inner<E> {
 
     /// Whether a file exists (a `-owner` file): an error other than "not
     /// found" is a temporary failure.
-    async fn exists(&self, path: &Path) -> Result<bool, Fail> {
+    async fn exists(&self, path: &Path) -> Result<bool, Verdict> {
         match self.env().fs().metadata(path).await {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -389,10 +356,10 @@ impl<E: Env> Inner<E> {
         }
     }
 
-    async fn run(&self, job: &DeliveryJob) -> Result<String, Fail> {
+    async fn run(&self, job: &DeliveryJob) -> Result<String, Verdict> {
         let (local, _) = split(address(job));
         let Some(target) = self.resolve(local).await? else {
-            return Err(Fail::Permanent(NO_MAILBOX.into()));
+            return Err(Verdict::permanent(NO_MAILBOX));
         };
         self.run_for(&target, job, true).await
     }
@@ -404,7 +371,7 @@ impl<E: Env> Inner<E> {
         target: &Recipient,
         job: &DeliveryJob,
         doit: bool,
-    ) -> Result<String, Fail> {
+    ) -> Result<String, Verdict> {
         let env = self.env();
         let fs = env.fs();
         let (local, host) = split(address(job));
@@ -457,10 +424,10 @@ impl<E: Env> Inner<E> {
                 .await
                 .map_err(|e| temp(format!("Unable to read message: {e}. (#4.3.0)")))?;
             if scan.has_line {
-                return Err(Fail::Permanent(LOOPING.into()));
+                return Err(Verdict::permanent(LOOPING));
             }
             if scan.delivered_to >= self.config.max_delivered_to {
-                return Err(Fail::Permanent(TOO_MANY_HOPS.into()));
+                return Err(Verdict::permanent(TOO_MANY_HOPS));
             }
         }
 
@@ -494,11 +461,14 @@ impl<E: Env> Inner<E> {
                 (text, x)
             }
             None if !target.dash.is_empty() => {
-                return match &target.fallback {
-                    Some(dir) if !doit => Ok(format!("maildir {}/\n", dir.display())),
-                    Some(dir) => self.deliver_fallback(job, &vars, dir).await,
-                    None => Err(Fail::Permanent(NO_MAILBOX.into())),
+                let steps = match &target.fallback {
+                    Some(dir) => vec![Step::Mailbox(dir.clone())],
+                    None => return Err(Verdict::permanent(NO_MAILBOX)),
                 };
+                if !doit {
+                    return Ok(describe(&steps));
+                }
+                return self.execute(job, target, &vars, steps).await;
             }
             None => (Vec::new(), false),
         };
@@ -514,74 +484,61 @@ impl<E: Env> Inner<E> {
             text = self.config.default_delivery.clone().into_bytes();
             forward_only = false;
         }
-        let instructions = dotqmail::parse(&text).map_err(|e| temp(e.text()))?;
+        let steps = plan(dotqmail::parse(&text)?, &target.home, forward_only);
         if !doit {
-            return Ok(describe(&instructions));
+            return Ok(describe(&steps));
         }
-        self.follow(job, target, &vars, instructions, forward_only)
-            .await
+        self.execute(job, target, &vars, steps).await
     }
 
-    async fn follow(
+    /// Takes the steps of a plan in order; the forwards go last, together.
+    /// The first failure ends the delivery, after the report so far.
+    async fn execute(
         &self,
         job: &DeliveryJob,
         target: &Recipient,
         vars: &Vars,
-        instructions: Vec<Instruction>,
-        mut forward_only: bool,
-    ) -> Result<String, Fail> {
+        steps: Vec<Step>,
+    ) -> Result<String, Verdict> {
         let env = self.env();
         let mut report = String::new();
         let (mut files, mut forwards, mut programs) = (0u32, 0u32, 0u32);
         let mut recipients = Vec::new();
         let dtline = vars.dtline();
-        let with = |report: &str, text: &str| format!("{report}{text}\n");
-        for ins in instructions {
-            match ins {
-                Instruction::Comment | Instruction::Ignored => {}
-                Instruction::ForwardOnly => forward_only = true,
-                Instruction::Forward(addr) => {
+        for step in steps {
+            match step {
+                Step::Refuse(v) => return Err(v.after(&report)),
+                Step::Forward(addr) => {
                     forwards += 1;
                     recipients.push(addr);
                 }
-                Instruction::Maildir(line) => {
+                Step::Maildir { dir, .. } => {
                     files += 1;
-                    if forward_only {
-                        return Err(temp(with(
-                            &report,
-                            "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)",
-                        )));
-                    }
                     let prefix = format!("{}{dtline}", vars.rpline());
                     let mut src = self.reader(&job.message).await?;
-                    let dir = file_path(&target.home, &line);
                     deliver_maildir(env, &self.counter, &dir, prefix.as_bytes(), &mut src)
                         .await
-                        .map_err(|e| temp(with(&report, &e.0)))?;
+                        .map_err(|v| v.after(&report))?;
                 }
-                Instruction::Mbox(line) => {
+                Step::Mailbox(dir) => {
                     files += 1;
-                    if forward_only {
-                        return Err(temp(with(
-                            &report,
-                            "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)",
-                        )));
-                    }
+                    self.make_mailbox(&dir).await?;
+                    let prefix = format!("{}{dtline}", vars.rpline());
+                    let mut src = self.reader(&job.message).await?;
+                    deliver_maildir(env, &self.counter, &dir, prefix.as_bytes(), &mut src)
+                        .await
+                        .map_err(|v| v.after(&report))?;
+                }
+                Step::Mbox { path, .. } => {
+                    files += 1;
                     let prefix = format!("{}{}{dtline}", vars.ufline(), vars.rpline());
                     let mut src = self.reader(&job.message).await?;
-                    let path = file_path(&target.home, &line);
                     deliver_mbox(env, &path, prefix.as_bytes(), &mut src)
                         .await
-                        .map_err(|e| temp(with(&report, &e.0)))?;
+                        .map_err(|v| v.after(&report))?;
                 }
-                Instruction::Program(command) => {
+                Step::Program(command) => {
                     programs += 1;
-                    if forward_only {
-                        return Err(temp(with(
-                            &report,
-                            "Uh-oh: .qmail has prog delivery but has x bit set. (#4.7.0)",
-                        )));
-                    }
                     let spec = ProgramSpec {
                         command,
                         env: vars.environment(&self.config.program_env),
@@ -598,10 +555,7 @@ impl<E: Env> Inner<E> {
                         .run(&spec, input, self.config.output_limit)
                         .await
                         .map_err(|e| {
-                            temp(with(
-                                &report,
-                                &format!("Unable to run /bin/sh: {e}. (#4.3.0)"),
-                            ))
+                            temp(format!("Unable to run /bin/sh: {e}. (#4.3.0)")).after(&report)
                         })?;
                     let said = String::from_utf8_lossy(&out.output);
                     report.push_str(&said);
@@ -611,10 +565,14 @@ impl<E: Env> Inner<E> {
                     match verdict(out.status) {
                         ProgramVerdict::Delivered => {}
                         ProgramVerdict::DeliveredStop => break,
-                        ProgramVerdict::Permanent => return Err(Fail::Permanent(report)),
-                        ProgramVerdict::Temporary => return Err(Fail::Temporary(report)),
+                        ProgramVerdict::Permanent => {
+                            return Err(Verdict::report(Kind::Permanent, report));
+                        }
+                        ProgramVerdict::Temporary => {
+                            return Err(Verdict::report(Kind::Temporary, report));
+                        }
                         ProgramVerdict::Crashed => {
-                            return Err(temp(with(&report, "Aack, child crashed. (#4.3.0)")));
+                            return Err(temp("Aack, child crashed. (#4.3.0)").after(&report));
                         }
                     }
                 }
@@ -634,18 +592,14 @@ impl<E: Env> Inner<E> {
                 uid: target.uid,
             };
             let mut src = self.reader(&job.message).await?;
-            match forward(
+            let sent = forward(
                 &self.queue,
                 self.config.queue_program.as_deref(),
                 &req,
                 &mut src,
             )
-            .await
-            {
-                Ok(p) => qp = Some(p),
-                Err(ForwardError::Permanent(t)) => return Err(Fail::Permanent(with(&report, &t))),
-                Err(ForwardError::Temporary(t)) => return Err(temp(with(&report, &t))),
-            }
+            .await;
+            qp = Some(sent.map_err(|e| Verdict::from(e).after(&report))?);
         }
         report.push_str(&format!("did {files}+{forwards}+{programs}\n"));
         if let Some(qp) = qp {
@@ -654,22 +608,16 @@ impl<E: Env> Inner<E> {
         Ok(report)
     }
 
-    /// Embedded mode: an address no `.qmail` file covers goes to its own
-    /// maildir, created on first use.
-    async fn deliver_fallback(
-        &self,
-        job: &DeliveryJob,
-        vars: &Vars,
-        dir: &Path,
-    ) -> Result<String, Fail> {
-        let env = self.env();
+    /// Embedded mode: an address's own maildir, created (durably) on first
+    /// use.
+    async fn make_mailbox(&self, dir: &Path) -> Result<(), Verdict> {
         let known = self
             .durable_mailboxes
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .contains(dir);
         if !known {
-            create_maildir(env.fs(), dir, &self.home.root)
+            create_maildir(self.env().fs(), dir, &self.home.root)
                 .await
                 .map_err(|e| temp(format!("Unable to create {}: {e}. (#4.3.0)", dir.display())))?;
             self.durable_mailboxes
@@ -677,12 +625,7 @@ impl<E: Env> Inner<E> {
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(dir.to_path_buf());
         }
-        let prefix = format!("{}{}", vars.rpline(), vars.dtline());
-        let mut src = self.reader(&job.message).await?;
-        deliver_maildir(env, &self.counter, dir, prefix.as_bytes(), &mut src)
-            .await
-            .map_err(|e| temp(e.0))?;
-        Ok("did 1+0+0\n".into())
+        Ok(())
     }
 }
 
@@ -724,23 +667,5 @@ mod tests {
             let name = mailbox_name(&a);
             proptest::prop_assert!(!name.contains('/') && !name.starts_with('.'));
         }
-    }
-
-    #[test]
-    fn file_lines_are_below_the_home_unless_absolute() {
-        let h = Path::new("/home/bob");
-        assert_eq!(
-            file_path(h, "./Maildir/"),
-            PathBuf::from("/home/bob/Maildir/")
-        );
-        assert_eq!(
-            file_path(h, "././Mailbox"),
-            PathBuf::from("/home/bob/Mailbox")
-        );
-        assert_eq!(file_path(h, ".mbox"), PathBuf::from("/home/bob/.mbox"));
-        assert_eq!(
-            file_path(h, "/var/mail/bob"),
-            PathBuf::from("/var/mail/bob")
-        );
     }
 }

@@ -3,6 +3,7 @@
 //! A reader never sees a partial file in `new/`: the name appears there only
 //! after the data is durable.
 
+use super::verdict::Verdict;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,10 +37,6 @@ pub fn unique_name<E: Env>(env: &E, counter: &AtomicU64) -> String {
     )
 }
 
-/// Why a maildir delivery failed (always temporary).
-#[derive(Debug)]
-pub struct MaildirError(pub String);
-
 /// Delivers `prefix` followed by the message from `source` into the maildir
 /// `dir`. Returns the name of the file in `new/`.
 pub async fn deliver_maildir<E: Env, S: ByteSource>(
@@ -48,11 +45,13 @@ pub async fn deliver_maildir<E: Env, S: ByteSource>(
     dir: &Path,
     prefix: &[u8],
     source: &mut S,
-) -> Result<String, MaildirError> {
+) -> Result<String, Verdict> {
     let fs = env.fs();
     match fs.metadata(&dir.join("new")).await {
         Ok(m) if m.is_dir() => {}
-        _ => return Err(MaildirError("Unable to chdir to maildir. (#4.2.1)".into())),
+        _ => {
+            return Err(Verdict::temporary("Unable to chdir to maildir. (#4.2.1)"));
+        }
     }
     let (name, tmp, mut file) = create_tmp(env, counter, dir).await?;
     let written = write_and_link(env, dir, &name, &tmp, &mut file, prefix, source).await;
@@ -67,7 +66,7 @@ async fn create_tmp<E: Env>(
     env: &E,
     counter: &AtomicU64,
     dir: &Path,
-) -> Result<(String, PathBuf, <E::Fs as Fs>::File), MaildirError> {
+) -> Result<(String, PathBuf, <E::Fs as Fs>::File), Verdict> {
     let fs = env.fs();
     for _ in 0..3 {
         let name = unique_name(env, counter);
@@ -79,14 +78,14 @@ async fn create_tmp<E: Env>(
             Ok(f) => return Ok((name, tmp, f)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => {
-                return Err(MaildirError(format!(
+                return Err(Verdict::temporary(format!(
                     "Unable to create a file in maildir tmp/: {e}. (#4.2.1)"
                 )));
             }
         }
     }
-    Err(MaildirError(
-        "Temporary error on maildir delivery. (#4.3.0)".into(),
+    Err(Verdict::temporary(
+        "Temporary error on maildir delivery. (#4.3.0)",
     ))
 }
 
@@ -98,10 +97,10 @@ async fn write_and_link<E: Env, F: FsFile, S: ByteSource>(
     file: &mut F,
     prefix: &[u8],
     source: &mut S,
-) -> Result<(), MaildirError> {
+) -> Result<(), Verdict> {
     let fs = env.fs();
     let werr = |e: io::Error| {
-        MaildirError(if e.raw_os_error() == Some(122) {
+        Verdict::temporary(if e.raw_os_error() == Some(122) {
             "Recipient's maildir is over quota. (#4.2.2)".into()
         } else {
             format!("Unable to write to maildir: {e}. (#4.3.0)")
@@ -113,7 +112,7 @@ async fn write_and_link<E: Env, F: FsFile, S: ByteSource>(
         let n = source
             .read_chunk(&mut buf)
             .await
-            .map_err(|e| MaildirError(format!("Unable to read message: {e}. (#4.3.0)")))?;
+            .map_err(|e| Verdict::temporary(format!("Unable to read message: {e}. (#4.3.0)")))?;
         if n == 0 {
             break;
         }
@@ -123,12 +122,12 @@ async fn write_and_link<E: Env, F: FsFile, S: ByteSource>(
         file.sync_all().await.map_err(werr)?;
     }
     let new = dir.join("new");
-    fs.link(tmp, &new.join(name))
-        .await
-        .map_err(|e| MaildirError(format!("Unable to link tmp/ file into new/: {e}. (#4.3.0)")))?;
+    fs.link(tmp, &new.join(name)).await.map_err(|e| {
+        Verdict::temporary(format!("Unable to link tmp/ file into new/: {e}. (#4.3.0)"))
+    })?;
     fs.sync_dir(&new)
         .await
-        .map_err(|e| MaildirError(format!("Unable to sync maildir new/: {e}. (#4.3.0)")))
+        .map_err(|e| Verdict::temporary(format!("Unable to sync maildir new/: {e}. (#4.3.0)")))
 }
 
 /// Creates the maildir `dir` (and missing parents) with `tmp/`, `new/` and

@@ -2,6 +2,7 @@
 //! Delivered-To lines and the message with `>*From ` lines quoted, end with a
 //! blank line, sync; on any failure cut the file back to its old length.
 
+use super::verdict::Verdict;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
@@ -77,10 +78,6 @@ pub fn quote(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Why an mbox delivery failed (always temporary).
-#[derive(Debug)]
-pub struct MboxError(pub String);
-
 /// Appends the message from `source` to the mbox at `path` after `prefix`
 /// (the `From `, Return-Path and Delivered-To lines).
 pub async fn deliver_mbox<E: Env, S: ByteSource>(
@@ -88,18 +85,18 @@ pub async fn deliver_mbox<E: Env, S: ByteSource>(
     path: &Path,
     prefix: &[u8],
     source: &mut S,
-) -> Result<(), MboxError> {
+) -> Result<(), Verdict> {
     let fs = env.fs();
     let shown = path.display();
     let mut file = fs
         .open(path, &OpenOptions::append().with_mode(0o600))
         .await
-        .map_err(|e| MboxError(format!("Unable to open {shown}: {e}. (#4.2.1)")))?;
+        .map_err(|e| Verdict::temporary(format!("Unable to open {shown}: {e}. (#4.2.1)")))?;
     let locked = lock(&mut file).await?;
     let pos = file
         .metadata()
         .await
-        .map_err(|e| MboxError(format!("Unable to open {shown}: {e}. (#4.2.1)")))?
+        .map_err(|e| Verdict::temporary(format!("Unable to open {shown}: {e}. (#4.2.1)")))?
         .len;
     let written = append(&mut file, prefix, source).await;
     let wfail = |e: io::Error| format!("Unable to write {shown}: {e}. (#4.3.0)");
@@ -122,14 +119,14 @@ pub async fn deliver_mbox<E: Env, S: ByteSource>(
         if locked && file.set_len(pos).await.is_ok() {
             let _ = file.sync_all().await;
         }
-        return Err(MboxError(text));
+        return Err(Verdict::temporary(text));
     }
     Ok(())
 }
 
 /// Takes the lock, waiting up to [`LOCK_WAIT`]. A file that cannot be
 /// locked at all (no support) is written unlocked, as qmail does.
-async fn lock<F: FsFile>(file: &mut F) -> Result<bool, MboxError> {
+async fn lock<F: FsFile>(file: &mut F) -> Result<bool, Verdict> {
     let mut waited = Duration::ZERO;
     loop {
         match file.try_lock().await {
@@ -139,8 +136,8 @@ async fn lock<F: FsFile>(file: &mut F) -> Result<bool, MboxError> {
                 waited += LOCK_POLL;
             }
             Ok(false) => {
-                return Err(MboxError(
-                    "File has been locked for 30 seconds straight. (#4.3.0)".into(),
+                return Err(Verdict::temporary(
+                    "File has been locked for 30 seconds straight. (#4.3.0)",
                 ));
             }
             Err(_) => return Ok(false),

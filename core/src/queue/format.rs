@@ -22,6 +22,32 @@ pub const HEADER_LEN: usize = 5 + 1 + 20 + 1 + 20 + 1 + 10 + 1 + 10 + 1;
 /// The longest address the queue accepts (qmail-queue exits 11 beyond it).
 pub const MAX_ADDRESS: usize = 1000;
 
+/// Decimal digits of the largest value of a header field's type.
+const fn digits(max: u64) -> usize {
+    max.ilog10() as usize + 1
+}
+
+// The header's fields are zero-padded to the width of their type's largest
+// value, so every header is HEADER_LEN bytes whatever it records.
+const _: () = assert!(
+    HEADER_LEN
+        == MAGIC.len()
+            + 1
+            + digits(u64::MAX)
+            + 1
+            + digits(u64::MAX)
+            + 1
+            + digits(u32::MAX as u64)
+            + 1
+            + digits(u32::MAX as u64)
+            + 1
+);
+
+// An address the SMTP server accepts must fit the queue after routing has
+// rewritten it (an `@envnoathost` appended, a virtual domain's prefix
+// added): the server's limit stays well below the queue's.
+const _: () = assert!(crate::smtp::MAX_ADDRESS_LEN + 100 <= MAX_ADDRESS);
+
 /// What the header line records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MessageHeader {

@@ -12,6 +12,7 @@
 pub mod bounce;
 pub mod control;
 pub mod log;
+pub mod planner;
 pub mod retry;
 pub mod route;
 mod scheduler;
