@@ -465,10 +465,10 @@ impl Harness {
             .collect();
         let pass = self.passes.entry((id, ch)).or_default();
         if !in_flight && pending.iter().all(|a| pass.tried.contains(a)) {
-            if let Some(start) = pass.start.take() {
-                if !pending.is_empty() {
-                    pass.not_before = next_retry(self.births[&id], start, ch).max(self.now);
-                }
+            if let Some(start) = pass.start.take()
+                && !pending.is_empty()
+            {
+                pass.not_before = next_retry(self.births[&id], start, ch).max(self.now);
             }
             pass.tried.clear();
         }
