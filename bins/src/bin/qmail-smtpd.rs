@@ -66,12 +66,13 @@ fn run() -> Result<()> {
         let queue = Queue::new(env.clone(), home.queue());
         let stream = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         let program = qmail_bins::queue_program();
+        let timeouts = control.timeouts();
         serve_connection(
             &queue,
             program.as_deref(),
             stream,
             control.session,
-            control.timeouts(),
+            timeouts,
         )
         .await
         .context("SMTP session")?;
