@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 
 pub mod helper;
+pub mod inject;
 pub mod send;
 pub mod trigger;
+pub mod wrappers;
 
 use qmail_core::home::{DEFAULT_HOME, Home};
 

@@ -13,6 +13,7 @@ pub mod deliver;
 pub mod dns;
 pub mod env;
 pub mod home;
+pub mod inject;
 pub mod local;
 pub mod logsafe;
 pub mod queue;

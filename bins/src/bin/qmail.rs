@@ -134,9 +134,14 @@ where
 
 async fn init(env: &RealEnv, home: &Home) -> Result<Vec<InitAction>> {
     let hostname = env.identity().hostname.clone();
-    home::init(env, home, &hostname)
+    let mut actions = home::init(env, home, &hostname)
         .await
-        .with_context(|| format!("initialising {}", home.root.display()))
+        .with_context(|| format!("initialising {}", home.root.display()))?;
+    // bin/sendmail and friends, for user agents and cron (docs/inject.md).
+    let wrappers = qmail_bins::wrappers::install(home)
+        .with_context(|| format!("writing {}/sendmail", home.bin().display()))?;
+    actions.extend(wrappers.into_iter().map(InitAction::Created));
+    Ok(actions)
 }
 
 /// A server holding many connections needs many descriptors: raise the soft
