@@ -19,6 +19,8 @@ const PROGRAMS: &[(&str, &str)] = &[
     ("except", env!("CARGO_BIN_EXE_except")),
     ("preline", env!("CARGO_BIN_EXE_preline")),
     ("maildirmake", env!("CARGO_BIN_EXE_maildirmake")),
+    ("qmail-inject", env!("CARGO_BIN_EXE_qmail-inject")),
+    ("sendmail", env!("CARGO_BIN_EXE_sendmail")),
 ];
 
 /// Runs `exe args` in the empty directory `dir` with a `$QMAIL_HOME` that

@@ -488,7 +488,7 @@ pub async fn serve_reloadable<E: Env, L: NetListener>(
                 tracing::info!("smtpd: refused connection from {ip}: {why}");
                 // The refusal itself is bounded too: a flood beyond it is
                 // closed without a word rather than grow without limit.
-                let Some(refusing) = slots.take_refusing(control.max_connections) else {
+                let Some(refusing) = slots.take_refusing(MAX_REFUSING) else {
                     continue;
                 };
                 let text = format!(
@@ -509,6 +509,11 @@ pub async fn serve_reloadable<E: Env, L: NetListener>(
         }
     }
 }
+
+/// `421` refusals written at once; a flood beyond is closed without one.
+/// Each is a short write, but on a loaded machine hundreds can be in
+/// flight (a cap of `concurrencyincoming` left some of 280 unanswered).
+const MAX_REFUSING: usize = 1000;
 
 /// The longest a `421` refusal may take to write.
 const REFUSAL_TIME: Duration = Duration::from_secs(5);

@@ -62,10 +62,11 @@ impl AssignTable {
                 line: n + 1,
                 why: why.to_string(),
             };
-            let (kind, rest) = line.split_at(1);
-            if kind != "=" && kind != "+" {
-                return Err(err("not an = or + assignment"));
-            }
+            // Not split_at(1): the line may start with a multi-byte character.
+            let (kind, rest) = match line.as_bytes()[0] {
+                b'=' | b'+' => line.split_at(1),
+                _ => return Err(err("not an = or + assignment")),
+            };
             let f: Vec<&str> = rest.split(':').collect();
             if f.len() < 8 {
                 return Err(err("fewer than seven fields"));
@@ -138,6 +139,17 @@ pub fn passwd_candidates(local: &str) -> Vec<(String, Option<String>)> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    /// Found by the `assign` fuzz target (docs/fuzzing.md): a line starting
+    /// with a multi-byte character made the parser panic.
+    #[test]
+    fn a_line_starting_with_a_multibyte_character_is_an_error() {
+        let text = "=alice:alice:1000:1000:/home/alice:::\n\u{fffd}st-:alias:7790:2108:/v:-::\n";
+        let e = AssignTable::parse(text).unwrap_err();
+        assert_eq!(e.line, 2);
+        assert_eq!(e.why, "not an = or + assignment");
+        assert!(AssignTable::parse("\u{e9}").is_err());
+    }
 
     const MAN_EXAMPLE: &str = "+:alias:7790:2108:/var/qmail/alias:-::\n\
         +joe-:joe:507:100:/home/joe:-::\n\
