@@ -14,6 +14,7 @@ pub mod dns;
 pub mod env;
 pub mod home;
 pub mod local;
+pub mod mta;
 pub mod queue;
 pub mod send;
 pub mod smtp;

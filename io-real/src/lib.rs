@@ -5,6 +5,7 @@
 mod exec;
 mod fs;
 mod net;
+mod record_lock;
 mod users;
 
 use std::sync::{Arc, Mutex};

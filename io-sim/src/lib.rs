@@ -19,7 +19,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 pub use clock::{SIM_EPOCH_SECS, SimClock, sim_epoch, sim_now};
-pub use exec::{ProgramCall, SimExec, exited};
+pub use exec::{ProgramCall, SIM_QUEUE_PID, SimExec, exited};
 pub use fs::{CrashOptions, FsFaults, FsStats, SimFile, SimFs, SnapEntry};
 pub use net::{SimListener, SimNet, SimUdp};
 pub use trace::Trace;

@@ -13,13 +13,14 @@ use qmail_core::deliver::{Deliver, DeliveryJob, Outcome};
 use qmail_core::env::{Env, Fs, FsFile, Identity, Net, OpenOptions, PlantSet};
 use qmail_core::home::Home;
 use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
+use qmail_core::mta;
 use qmail_core::queue::Queue;
-use qmail_core::send::{Command, Scheduler, SendControl};
-use qmail_core::smtpd::{SmtpdControl, serve};
+use qmail_core::send::{Command, SendControl};
+use qmail_core::smtpd::SmtpdControl;
 use qmail_io_sim::{SimEnv, SimFs, Trace, exited, sim_now};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::ledger::{Handed, Ledger};
 use crate::{DOMAIN, HOME, mix};
@@ -243,11 +244,11 @@ pub fn add_host(
             trace: trace.clone(),
         };
         let (tx, rx) = mpsc::unbounded_channel();
-        *handle.commands.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        *handle.commands.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         let trace = trace.clone();
         async move {
             trace.record("mta", format_args!("start incarnation {inc}"));
-            if let Err(e) = mta(env, remote, rx).await {
+            if let Err(e) = mta(env, remote, (tx, rx)).await {
                 trace.record("mta", format_args!("exited: {e}"));
             }
             Ok(())
@@ -255,13 +256,16 @@ pub fn add_host(
     });
 }
 
-/// One incarnation of the MTA: the scheduler recovers the queue, then SMTP
-/// opens. Returns when either stops (the driver restarts it, as a
-/// supervisor would).
+/// One incarnation of the MTA: the shipped composition root
+/// (`qmail_core::mta::run`, as `qmail run` calls it) on the simulated host.
+/// Returns when it stops (the driver restarts it, as a supervisor would).
 async fn mta(
     env: SimEnv,
     remote: RemoteAgent,
-    commands: mpsc::UnboundedReceiver<Command>,
+    commands: (
+        mpsc::UnboundedSender<Command>,
+        mpsc::UnboundedReceiver<Command>,
+    ),
 ) -> Result<(), String> {
     let home = Home::new(HOME);
     let queue = Queue::new(env.clone(), home.queue());
@@ -277,32 +281,27 @@ async fn mta(
         home.clone(),
         LocalConfig::new(Mode::Embedded, &home),
     );
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let scheduler = Scheduler::new(queue.clone(), home, send, local, remote).on_ready(ready_tx);
-    let mut scheduler = tokio::spawn(scheduler.run(commands));
-    tokio::select! {
-        biased;
-        r = ready_rx => if r.is_err() {
-            return match (&mut scheduler).await {
-                Ok(Err(e)) => Err(format!("scheduler: {e}")),
-                r => Err(format!("scheduler: {r:?}")),
-            };
-        },
-        r = &mut scheduler => return Err(format!("scheduler before ready: {r:?}")),
-    }
     let listener = env
         .net()
         .listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 25)))
         .await
         .map_err(|e| format!("listen: {e}"))?;
-    tokio::select! {
-        biased;
-        r = &mut scheduler => match r {
-            Ok(Ok(())) => Err("scheduler stopped".into()),
-            Ok(Err(e)) => Err(format!("scheduler: {e}")),
-            Err(e) => Err(format!("scheduler task: {e}")),
-        },
-        r = serve(queue, listener, smtpd, std::future::pending()) => Err(format!("smtpd: {r:?}")),
+    let parts = mta::Parts {
+        queue,
+        home,
+        send,
+        smtpd,
+        listener,
+        local,
+        remote,
+    };
+    let hooks = mta::Hooks {
+        locked: |_: &Queue<SimEnv>| Ok(()),
+        serving: || {},
+    };
+    match mta::run(parts, commands, hooks, std::future::pending()).await {
+        Ok(()) => Err("stopped".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -16,8 +16,10 @@ use std::process::ExitCode;
 use anyhow::{Context, Result, bail};
 use qmail_core::env::{Env, Net};
 use qmail_core::home::{self, Home, InitAction};
+use qmail_core::mta;
 use qmail_core::queue::Queue;
-use qmail_core::smtpd::{self, SmtpdControl};
+use qmail_core::send::SendControl;
+use qmail_core::smtpd::SmtpdControl;
 use qmail_io_real::RealEnv;
 
 const USAGE: &str = "usage: qmail init [--home DIR]\n       qmail run [--home DIR] [--smtp ADDR]";
@@ -121,45 +123,36 @@ fn run(home: Home, addr: SocketAddr) -> Result<()> {
     rt.block_on(async {
         init(&env, &home).await?;
         let queue = Queue::new(env.clone(), home.queue());
-        let mut control = SmtpdControl::load(&env, &home)
+        let mut smtpd = SmtpdControl::load(&env, &home)
             .await
             .context("reading control files")?;
-        control.queue_program = qmail_bins::queue_program();
+        smtpd.queue_program = qmail_bins::queue_program();
+        let send = SendControl::load(&env, &home)
+            .await
+            .context("reading control files")?;
         let listener = env
             .net()
             .listen(addr)
             .await
             .with_context(|| format!("listening on {addr}"))?;
         let bound = qmail_core::env::NetListener::local_addr(&listener)?;
-
-        // One stop for both halves: SMTP stops accepting, then the
-        // scheduler finishes the deliveries in flight.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        qmail_bins::send::forward_signals(tx.clone())?;
+        let parts = mta::Parts {
+            local: local_agent(&queue, &home).await?,
+            remote: qmail_bins::send::NoRemoteDelivery,
+            queue,
+            home: home.clone(),
+            send,
+            smtpd,
+            listener,
         };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let scheduler = tokio::spawn(qmail_bins::send::run_scheduler(
-            queue.clone(),
-            home.clone(),
-            local_agent(&queue, &home).await?,
-            qmail_bins::send::NoRemoteDelivery,
-            ready_tx,
-            stopped(stop_rx.clone()),
-        ));
-        if ready_rx.await.is_err() {
-            // The scheduler ended before the queue was ready: say why.
-            return scheduler.await.context("scheduler task")?;
-        }
-        eprintln!("qmail-rs: home {}, SMTP on {bound}", home.root.display());
-        let smtp = smtpd::serve(queue, listener, control, async {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let smtp = smtp.await;
-        let _ = stop_tx.send(true);
-        scheduler.await.context("scheduler task")??;
-        smtp?;
+        let queue_dir = home.queue();
+        let hooks = mta::Hooks {
+            locked: |q: &Queue<RealEnv>| qmail_bins::trigger::listen(q.clone(), &queue_dir),
+            serving: || eprintln!("qmail-rs: home {}, SMTP on {bound}", home.root.display()),
+        };
+        mta::run(parts, (tx, rx), hooks, shutdown_signal()).await?;
         eprintln!("qmail-rs: stopped");
         Ok(())
     })
