@@ -6,22 +6,26 @@
 use std::future::Future;
 use std::io;
 
+use std::sync::Arc;
 use thiserror::Error;
-use tokio::sync::{mpsc, oneshot};
+
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::deliver::Deliver;
 use crate::env::{Env, NetListener};
 use crate::home::Home;
 use crate::queue::{LockError, Queue};
 use crate::send::{Command, Scheduler, SendControl, SendError};
-use crate::smtpd::{SmtpdControl, serve};
+use crate::smtpd::{SmtpdControl, serve_reloadable};
 
 /// Everything the MTA is made of, built by the caller for its world.
 pub struct Parts<E: Env, N: NetListener, L: Deliver, R: Deliver> {
     pub queue: Queue<E>,
     pub home: Home,
     pub send: SendControl,
-    pub smtpd: SmtpdControl,
+    /// The SMTP service's settings; a new value applies to the next
+    /// sessions (SIGHUP).
+    pub smtpd: watch::Receiver<Arc<SmtpdControl>>,
     /// Bound already, so the caller can say where.
     pub listener: N,
     pub local: L,
@@ -112,7 +116,7 @@ where
     let outcome = tokio::select! {
         biased;
         r = &mut scheduler => return Err(ended(r)),
-        r = serve(queue, listener, smtpd, &mut stop) => r,
+        r = serve_reloadable(queue, listener, smtpd, &mut stop) => r,
     };
     // SMTP has stopped accepting; the scheduler finishes what is in flight.
     let _ = tx.send(Command::Stop);

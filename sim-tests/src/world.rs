@@ -7,7 +7,9 @@ use qmail_core::env::PlantSet;
 use qmail_core::home::Home;
 use qmail_core::queue::Queue;
 use qmail_core::send::Command;
-use qmail_io_sim::{CrashOptions, FsFaults, SimEnv, SimFs, Trace, crash_host, sim_builder};
+use qmail_io_sim::{
+    CrashOptions, FsFaults, Journal, SimEnv, SimFs, Trace, crash_host, sim_builder,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -122,6 +124,8 @@ struct World {
     armed: Option<Armed>,
     crashes: u32,
     fs_faults: FsFaults,
+    /// Failed syncs may drop their data (`Faults::fsyncgate`).
+    fsyncgate: bool,
 }
 
 fn now_ms(sim: &turmoil::Sim<'_>) -> u64 {
@@ -215,6 +219,7 @@ impl World {
             Event::IoErrors(rate) => {
                 self.fs_faults.sync_error_rate = rate;
                 self.fs_faults.write_error_rate = rate / 4.0;
+                self.fs_faults.failed_sync_drops = if self.fsyncgate { 0.5 } else { 0.0 };
                 self.fs.set_faults(self.fs_faults.clone());
             }
             Event::IoErrorsOff => {
@@ -322,6 +327,11 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     );
 
     let fs = SimFs::new(mix(seed, 0xf5));
+    fs.set_journal(if faults.journal {
+        Journal::On
+    } else {
+        Journal::Off
+    });
     install(&fs, &cfg);
     fs.set_trace(trace.clone());
     let mut sim = sim_builder(seed).tick_duration(TICK).build();
@@ -352,6 +362,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         armed: None,
         crashes: 0,
         fs_faults,
+        fsyncgate: faults.fsyncgate,
     };
 
     let check_rt = tokio::runtime::Builder::new_current_thread()

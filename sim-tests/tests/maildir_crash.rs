@@ -132,14 +132,14 @@ fn prepare(fs: &SimFs, scenario: Scenario, rt: &tokio::runtime::Runtime) -> Deli
             .await
             .unwrap();
         let (path, offset, len) = queue.message_location(id).await.unwrap();
-        DeliveryJob {
+        DeliveryJob::single(
             id,
-            channel: Channel::Local,
-            sender: SENDER.into(),
-            recipient: scenario.recipient().into(),
-            message: MessageRef { path, offset, len },
-            number: 1,
-        }
+            Channel::Local,
+            SENDER,
+            scenario.recipient(),
+            1,
+            MessageRef { path, offset, len },
+        )
     })
 }
 
@@ -181,7 +181,7 @@ fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
     let fs = SimFs::new(0);
     let job = prepare(&fs, scenario, &rt);
     let before = fs.stats().mutations;
-    let out = rt.block_on(agent(&fs, 1, plants, scenario.mode()).deliver(job.clone()));
+    let out = only(rt.block_on(agent(&fs, 1, plants, scenario.mode()).deliver(job.clone())));
     assert!(matches!(out, Outcome::Success(_)), "{out:?}");
     let ops = fs.stats().mutations - before;
     assert!(ops >= 4, "{scenario:?}: only {ops} mutations");
@@ -191,8 +191,9 @@ fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
             let fs = SimFs::new(seed);
             let job = prepare(&fs, scenario, &rt);
             fs.halt_after(k);
-            let out =
-                rt.block_on(agent(&fs, seed + 1, plants, scenario.mode()).deliver(job.clone()));
+            let out = only(
+                rt.block_on(agent(&fs, seed + 1, plants, scenario.mode()).deliver(job.clone())),
+            );
             let ok = matches!(out, Outcome::Success(_));
             fs.resume();
             fs.crash(seed * 1000 + k, crash_opts(seed));
@@ -205,7 +206,8 @@ fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
                 return Err(format!("{ctx}: reported success, lost in the crash"));
             }
             // Recovery: the scheduler tries again.
-            let again = rt.block_on(agent(&fs, seed + 2, plants, scenario.mode()).deliver(job));
+            let again =
+                only(rt.block_on(agent(&fs, seed + 2, plants, scenario.mode()).deliver(job)));
             if !matches!(again, Outcome::Success(_)) {
                 return Err(format!("{ctx}: retry failed: {again:?}"));
             }
@@ -246,4 +248,10 @@ fn the_planted_missing_sync_is_caught() {
         e.contains("partial file in new/") || e.contains("lost in the crash"),
         "{e}"
     );
+}
+
+/// The one outcome of a one-recipient job.
+fn only(mut outcomes: Vec<Outcome>) -> Outcome {
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes.remove(0)
 }

@@ -25,7 +25,7 @@
 
 mod error;
 mod exit;
-mod format;
+pub mod format;
 mod group_sync;
 mod inject;
 mod layout;
