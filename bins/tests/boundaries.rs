@@ -239,3 +239,78 @@ fn a_message_cut_mid_data_is_never_queued_through_qmailqueue() {
     assert!(delivered(run.home.path(), "cut").is_empty());
     run.stop();
 }
+
+/// A reader taking mail out of an mbox under a `fcntl` lock (Python's
+/// `fcntl.lockf`, as `mailbox` and movemail take it) while 400 deliveries
+/// append to it: every message is either taken or still there, whole.
+#[test]
+fn an_fcntl_locking_reader_and_400_mbox_deliveries_lose_nothing() {
+    const N: usize = 400;
+    let h = init_home(None, None);
+    let mbox = h.path().join("box.mbox");
+    std::fs::write(
+        h.path().join("alias/.qmail-box"),
+        format!("{}\n", mbox.display()),
+    )
+    .unwrap();
+    let taken = h.path().join("taken");
+    let stop = h.path().join("stop");
+    // Takes everything out under the lock, again and again, until told to
+    // stop; then once more.
+    let script = format!(
+        r#"
+import fcntl, os, time
+mbox, taken, stop = {mbox:?}, {taken:?}, {stop:?}
+out = open(taken, "ab")
+while True:
+    last = os.path.exists(stop)
+    if os.path.exists(mbox):
+        with open(mbox, "r+b") as f:
+            while True:
+                try:
+                    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError:
+                    time.sleep(0.005)
+            data = f.read()
+            if data:
+                out.write(data); out.flush(); os.fsync(out.fileno())
+                f.seek(0); f.truncate(); f.flush(); os.fsync(f.fileno())
+            fcntl.lockf(f, fcntl.LOCK_UN)
+    if last:
+        break
+    time.sleep(0.01)
+"#,
+        mbox = mbox.display().to_string(),
+        taken = taken.display().to_string(),
+        stop = stop.display().to_string(),
+    );
+    let mut reader = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .spawn()
+        .unwrap();
+    let run = QmailRun::start(h);
+    for i in 0..N {
+        let r = send(run.port, "box@localhost", &format!("mbox message {i:04}"));
+        assert!(r.starts_with("250 ok "), "{r}");
+    }
+    let home = run.home.path().to_path_buf();
+    let count = |p: &Path| {
+        let text = std::fs::read_to_string(p).unwrap_or_default();
+        (0..N)
+            .filter(|i| text.contains(&format!("mbox message {i:04}\n")))
+            .count()
+    };
+    // Wait until every message is somewhere, then let the reader finish.
+    let all_there = wait_until(Duration::from_secs(120), || {
+        count(&home.join("box.mbox")) + count(&home.join("taken")) >= N
+    });
+    std::fs::write(home.join("stop"), "").unwrap();
+    assert!(reader.wait().unwrap().success());
+    let (left, took) = (count(&home.join("box.mbox")), count(&home.join("taken")));
+    assert!(all_there, "{took} taken + {left} left of {N}");
+    assert_eq!(left + took, N, "each message exactly once");
+    assert!(took > 0, "the reader took some mail while deliveries ran");
+    run.stop();
+}
