@@ -56,6 +56,9 @@ impl FsFile for CountingFile {
     async fn try_lock(&mut self) -> std::io::Result<bool> {
         self.inner.try_lock().await
     }
+    async fn try_lock_mailbox(&mut self) -> std::io::Result<bool> {
+        self.inner.try_lock_mailbox().await
+    }
 }
 
 impl Fs for CountingFs {
@@ -93,6 +96,9 @@ impl Fs for CountingFs {
     }
     async fn set_permissions(&self, path: &Path, mode: u32) -> std::io::Result<()> {
         RealFs.set_permissions(path, mode).await
+    }
+    async fn pull_trigger(&self, path: &Path) {
+        RealFs.pull_trigger(path).await
     }
 }
 

@@ -12,8 +12,8 @@ use std::process::{Command, Stdio};
 use qmail_core::env::{Env, ExitCode};
 use qmail_core::local::ByteSource;
 use qmail_core::local::forward::{ForwardError, ForwardRequest, forward};
+use qmail_core::queue::InvokedFrom;
 use qmail_core::queue::Queue;
-use qmail_core::smtp::InvokedFrom;
 use qmail_io_real::RealEnv;
 
 /// Standard input as a file that can be read more than once. qmail-local
@@ -118,17 +118,12 @@ pub fn forward_file(
         uid,
     };
     let program = crate::queue_program();
-    let result = rt.block_on(forward(
+    rt.block_on(forward(
         &queue,
         program.as_deref(),
         &req,
         &mut FileSource(message),
-    ));
-    if result.is_ok() && program.is_none() {
-        // Wake a running scheduler, as qmail-queue does.
-        crate::trigger::pull(&home.queue());
-    }
-    result
+    ))
 }
 
 /// Says `text` on standard error and exits with `code` (qmail's strerr_die).

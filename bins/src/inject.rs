@@ -82,12 +82,8 @@ pub fn run(program: &str, inv: Invocation) -> ExitCode {
     // tokio reads stdin on a blocking thread: do not wait for it.
     rt.shutdown_background();
     match result {
-        Ok(_) => {
-            if !inv.print && queue_program.is_none() {
-                crate::trigger::pull(&home.queue());
-            }
-            ExitCode::SUCCESS
-        }
+        // The queue's commit woke the scheduler already.
+        Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("{program}: fatal: {e}");
             ExitCode::from(e.exit_code())

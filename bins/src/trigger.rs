@@ -1,10 +1,9 @@
-//! qmail's trigger: a named pipe, `queue/lock/trigger`, that a program
-//! writes one byte to after it commits a message, so the scheduler (in
-//! another process) takes the message in at once instead of at its next
-//! scan. Commits inside the scheduler's own process wake it directly.
+//! qmail's trigger: a named pipe, `queue/lock/trigger`, that every commit
+//! writes one byte to (the queue does it, through `Fs::pull_trigger`,
+//! whoever commits), so the scheduler takes the message in at once instead
+//! of at its next scan. This is the listening end.
 
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use qmail_core::queue::Queue;
@@ -13,18 +12,6 @@ use qmail_io_real::RealEnv;
 /// The trigger's path under a queue directory.
 pub fn trigger_path(queue_dir: &Path) -> PathBuf {
     queue_dir.join("lock").join("trigger")
-}
-
-/// Wakes the scheduler, if one listens. Never blocks and never fails: a
-/// missed trigger only delays the message until the scheduler's next scan.
-pub fn pull(queue_dir: &Path) {
-    let opened = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
-        .open(trigger_path(queue_dir));
-    if let Ok(mut f) = opened {
-        let _ = f.write(&[0]);
-    }
 }
 
 /// Creates the trigger (if needed) and wakes `queue`'s scheduler whenever

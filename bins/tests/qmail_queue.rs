@@ -113,23 +113,45 @@ fn queues_a_message_byte_for_byte() {
     );
 }
 
+/// Every malformed envelope against qmail 1.03's exit code (the table in
+/// docs/queue.md): refused ones leave nothing behind; the two qmail 1.03
+/// accepts (no recipients, bytes after the terminator) are queued.
 #[test]
-fn bad_input_gets_qmails_exit_code_and_leaves_nothing() {
-    let h = home();
+fn envelopes_get_qmail_1_03_exit_codes() {
     let long = format!("F{}\0Tx@y\0\0", "a".repeat(2000));
+    let long_rcpt = format!("Fa@b\0T{}\0\0", "a".repeat(2000));
     let cases: Vec<(&str, Vec<u8>, i32)> = vec![
-        ("empty envelope", b"".to_vec(), 91),
-        ("no recipients", b"Fa@b\0\0".to_vec(), 91),
-        ("truncated", b"Fa@b\0Tc@d".to_vec(), 91),
-        ("missing final NUL", b"Fa@b\0Tc@d\0".to_vec(), 91),
+        ("empty envelope", b"".to_vec(), 54),
+        ("end of file in the sender", b"Fa@b".to_vec(), 54),
+        ("end of file in a recipient", b"Fa@b\0Tc@d".to_vec(), 54),
+        (
+            "end of file before the terminator",
+            b"Fa@b\0Tc@d\0".to_vec(),
+            54,
+        ),
         ("not F first", b"Ta@b\0Tc@d\0\0".to_vec(), 91),
-        ("garbage after the end", b"Fa@b\0Tc@d\0\0junk".to_vec(), 91),
-        ("address too long", long.into_bytes(), 11),
+        (
+            "a recipient not starting with T",
+            b"Fa@b\0Xc@d\0\0".to_vec(),
+            91,
+        ),
+        ("sender too long", long.into_bytes(), 11),
+        ("recipient too long", long_rcpt.into_bytes(), 11),
+        ("no recipients", b"Fa@b\0\0".to_vec(), 0),
+        (
+            "bytes after the terminator",
+            b"Fa@b\0Tc@d\0\0junk".to_vec(),
+            0,
+        ),
     ];
     for (what, envelope, want) in cases {
+        let h = home();
         assert_eq!(queue_bytes(h.path(), MESSAGE, &envelope), want, "{what}");
+        let queued = files_under(&h.path().join("queue")).len();
+        assert_eq!(queued, usize::from(want == 0), "{what}: files left");
     }
     // An unreadable message: fd 0 is a directory.
+    let h = home();
     let dir = std::fs::File::open(h.path()).unwrap();
     assert_eq!(
         queue(h.path(), Stdio::from(dir), b"Fa@b\0Tc@d\0\0"),
@@ -140,6 +162,40 @@ fn bad_input_gets_qmails_exit_code_and_leaves_nothing() {
         files_under(&h.path().join("queue")).is_empty(),
         "nothing committed, nothing left"
     );
+}
+
+/// qmail-queue stops reading at the envelope's terminator: a writer that
+/// keeps fd 1 open afterwards does not hold it up.
+#[test]
+fn returns_at_the_terminator_while_fd_1_stays_open() {
+    let h = home();
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    let started = std::time::Instant::now();
+    let mut child = Command::new(bin("qmail-queue"))
+        .env("QMAIL_HOME", h.path())
+        .stdin(Stdio::piped())
+        .stdout(reader)
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(MESSAGE).unwrap();
+    drop(stdin);
+    writer.write_all(b"Fa@b\0Tc@d\0\0").unwrap();
+    // `writer` stays open until the end of the test.
+    let deadline = started + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "qmail-queue still waits on fd 1"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert_eq!(status.code(), Some(0));
+    assert_eq!(files_under(&h.path().join("queue")).len(), 1);
+    drop(writer);
 }
 
 #[test]

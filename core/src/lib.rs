@@ -16,6 +16,7 @@ pub mod home;
 pub mod inject;
 pub mod local;
 pub mod logsafe;
+pub mod mta;
 pub mod queue;
 pub mod remote;
 pub mod send;

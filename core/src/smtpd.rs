@@ -15,15 +15,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::control::{self, ControlError};
-use crate::date;
-use crate::env::{Clock, Env, Exec, ExitCode, NetListener, QueueProgram};
+use crate::env::{Clock, Env, NetListener};
 use crate::home::Home;
 use crate::logsafe::logsafe;
-use crate::queue::{Envelope, Injection, Queue, qq_text};
-use crate::smtp::{
-    Action, CommitOutcome, InvokedFrom, RcptHosts, RemoteInfo, SmtpConfig, SmtpSession,
-    queue_received_line,
-};
+use crate::queue::{Envelope, InvokedFrom, QqExit, Queue, Submission, Submitter};
+use crate::smtp::{Action, CommitOutcome, RcptHosts, RemoteInfo, SmtpConfig, SmtpSession};
 
 /// Default of `control/concurrencyincoming`.
 pub const DEFAULT_CONCURRENCY: usize = 100;
@@ -265,7 +261,7 @@ where
                             Some(m) => m.commit(&env).await,
                             None => CommitOutcome::Failed {
                                 permanent: false,
-                                text: "qq internal bug (#4.3.0)".into(),
+                                text: QqExit::BUG.text().into(),
                             },
                         };
                         match outcome {
@@ -328,18 +324,11 @@ fn push_reply(out: &mut Vec<u8>, a: Action) {
     }
 }
 
-/// Where a message's bytes go: the queue itself, or a `$QMAILQUEUE` program.
-enum Sink<E: Env> {
-    Queue(Injection<E>),
-    Program(<E::Exec as Exec>::QueueProgram),
-    /// Starting or writing failed; the reply at the final dot says so.
-    Failed(&'static str),
-}
-
-/// A message on its way into the queue. A queue failure is remembered and
-/// reported at the final dot, as qmail-smtpd reports qmail-queue's exit.
+/// A message on its way into the queue: the submission and its envelope.
+/// A queue failure is remembered and reported at the final dot, as
+/// qmail-smtpd reports qmail-queue's exit.
 struct Message<E: Env> {
-    sink: Sink<E>,
+    submission: Submission<E>,
     envelope: Envelope,
 }
 
@@ -350,79 +339,32 @@ impl<E: Env> Message<E> {
         sender: String,
         recipients: Vec<String>,
     ) -> Self {
-        let env = queue.env();
-        let line = queue_received_line(
-            env.identity().pid,
-            InvokedFrom::Network,
-            &date::rfc822(env.clock().unix_secs()),
-        );
-        let envelope = Envelope { sender, recipients };
-        let sink = match program {
-            None => match queue.begin().await {
-                Ok(inj) => Sink::Queue(inj),
-                Err(e) => Sink::Failed(e.qq_text()),
-            },
-            Some(p) => match env.exec().spawn_queue(p, envelope.encode()).await {
-                Ok(child) => Sink::Program(child),
-                Err(_) => Sink::Failed(qq_text(81)),
-            },
-        };
-        let mut m = Message { sink, envelope };
-        m.write(line.as_bytes()).await;
-        m
-    }
-
-    async fn write(&mut self, data: &[u8]) {
-        let failed = match &mut self.sink {
-            // write() already removed the temporary file.
-            Sink::Queue(inj) => inj.write(data).await.err().map(|e| e.qq_text()),
-            Sink::Program(p) => p.write(data).await.err().map(|_| qq_text(53)),
-            Sink::Failed(_) => None,
-        };
-        if let Some(text) = failed {
-            self.sink = Sink::Failed(text);
+        let by = Submitter::me(queue.env(), InvokedFrom::Network);
+        Message {
+            submission: Submission::open(queue, program, by).await,
+            envelope: Envelope { sender, recipients },
         }
     }
 
+    async fn write(&mut self, data: &[u8]) {
+        self.submission.put(data).await;
+    }
+
     async fn commit(self, env: &E) -> CommitOutcome {
-        let id = env.identity();
-        let code = match self.sink {
-            Sink::Failed(text) => {
-                return CommitOutcome::Failed {
-                    permanent: false,
-                    text: text.into(),
-                };
-            }
-            Sink::Queue(inj) => match inj.commit(&self.envelope, id.uid, id.pid).await {
-                Ok(_) => 0,
-                Err(e) => e.exit_code(),
-            },
-            Sink::Program(p) => match p.finish().await {
-                Ok(ExitCode::Exited(c)) => u8::try_from(c).unwrap_or(81),
-                Ok(ExitCode::Signaled) | Err(_) => 81,
-            },
-        };
-        if code == 0 {
-            CommitOutcome::Accepted {
+        match self.submission.close(&self.envelope).await {
+            Ok(c) => CommitOutcome::Accepted {
                 time: env.clock().unix_secs(),
-                qp: u64::from(id.pid),
-            }
-        } else {
-            CommitOutcome::Failed {
-                permanent: (11..=40).contains(&code),
-                text: qq_text(code).into(),
-            }
+                qp: u64::from(c.qp),
+            },
+            Err(e) => CommitOutcome::Failed {
+                permanent: e.is_permanent(),
+                text: e.text().into(),
+            },
         }
     }
 
     async fn abort(self) {
-        match self.sink {
-            Sink::Queue(inj) => inj.abort().await,
-            // The program sees its input end early and must not queue a
-            // message without its final dot: kill it by dropping it.
-            Sink::Program(p) => drop(p),
-            Sink::Failed(_) => {}
-        }
+        self.submission.abort().await;
     }
 }
 

@@ -11,14 +11,24 @@ use tokio::process::Command;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RealExec;
 
+/// How long an abandoned `$QMAILQUEUE` program gets to see its input end
+/// and exit before it is killed.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A `$QMAILQUEUE` program being fed a message.
 pub struct RealQueueProgram {
     child: tokio::process::Child,
+    pid: u32,
     stdin: Option<tokio::process::ChildStdin>,
-    envelope: Option<tokio::task::JoinHandle<io::Result<()>>>,
+    /// The write end of the pipe that is the program's fd 1.
+    envelope: Option<std::io::PipeWriter>,
 }
 
 impl QueueProgram for RealQueueProgram {
+    fn pid(&self) -> u32 {
+        self.pid
+    }
+
     async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         match &mut self.stdin {
             Some(s) => s.write_all(data).await,
@@ -26,46 +36,66 @@ impl QueueProgram for RealQueueProgram {
         }
     }
 
-    async fn finish(mut self) -> io::Result<ExitCode> {
+    async fn finish(mut self, envelope: Vec<u8>) -> io::Result<ExitCode> {
         if let Some(mut s) = self.stdin.take() {
             // A program that exits without reading everything is judged by
             // its exit code, not by our broken pipe.
             let _ = s.shutdown().await;
         }
+        // Only now, after the whole message, does the envelope go out. A
+        // large one can fill the pipe before the program reads it, so it is
+        // written beside the wait; a program that exits without reading it
+        // ends the writer with a broken pipe, judged by the exit code.
+        let writer = self.envelope.take().map(|mut w| {
+            tokio::task::spawn_blocking(move || {
+                use std::io::Write;
+                w.write_all(&envelope)
+            })
+        });
         let status = self.child.wait().await?;
-        if let Some(t) = self.envelope.take() {
-            // A writer still blocked on a program that never read its
-            // envelope ends with the program; its result is moot then.
-            t.abort();
+        if let Some(w) = writer {
+            let _ = w.await;
         }
         Ok(match status.code() {
             Some(c) => ExitCode::Exited(c),
             None => ExitCode::Signaled,
         })
     }
+
+    async fn abort(mut self) {
+        // Both ends close with no envelope: qmail-queue sees its envelope
+        // end early, exits 54 and commits nothing.
+        drop(self.stdin.take());
+        drop(self.envelope.take());
+        if tokio::time::timeout(ABORT_WAIT, self.child.wait())
+            .await
+            .is_err()
+        {
+            let _ = self.child.kill().await;
+        }
+    }
 }
 
 impl Exec for RealExec {
     type QueueProgram = RealQueueProgram;
 
-    async fn spawn_queue(&self, program: &Path, envelope: Vec<u8>) -> io::Result<RealQueueProgram> {
-        // The envelope travels through a pipe that is the program's fd 1;
-        // qmail-queue reads it only after the message, so it is written by
-        // a separate task while the message streams in.
-        let (reader, mut writer) = std::io::pipe()?;
+    async fn spawn_queue(&self, program: &Path) -> io::Result<RealQueueProgram> {
+        let (reader, writer) = std::io::pipe()?;
         let mut cmd = Command::new(program);
-        cmd.stdin(Stdio::piped()).stdout(reader).kill_on_drop(true);
+        // Not killed when dropped: a program whose pipes close without an
+        // envelope gives up by itself, and cleans up after itself.
+        cmd.stdin(Stdio::piped()).stdout(reader);
         let mut child = cmd.spawn()?;
+        // Our copy of the read end must go, or the program never sees the
+        // envelope end.
         drop(cmd);
+        let pid = child.id().unwrap_or(0);
         let stdin = child.stdin.take();
-        let envelope = tokio::task::spawn_blocking(move || {
-            use std::io::Write;
-            writer.write_all(&envelope)
-        });
         Ok(RealQueueProgram {
             child,
+            pid,
             stdin,
-            envelope: Some(envelope),
+            envelope: Some(writer),
         })
     }
 

@@ -93,10 +93,38 @@ impl FsFile for RealFile {
             Err(fs::TryLockError::Error(e)) => Err(e),
         }
     }
+
+    async fn try_lock_mailbox(&mut self) -> io::Result<bool> {
+        // flock first: it serialises deliveries within this process, which
+        // fcntl locks (owned by the process) would not.
+        if !self.try_lock().await? {
+            return Ok(false);
+        }
+        let got = crate::record_lock::try_write_lock(&self.file);
+        if !matches!(got, Ok(true)) {
+            // Give the flock back: a holder of only half the lock must not
+            // keep the other tools waiting.
+            let _ = self.file.unlock();
+        }
+        got
+    }
 }
 
 impl Fs for RealFs {
     type File = RealFile;
+
+    async fn pull_trigger(&self, path: &Path) {
+        // Non-blocking: opening a pipe nobody reads fails at once (ENXIO)
+        // instead of waiting for a reader, and a full pipe already holds
+        // a wake-up.
+        let opened = fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+            .open(path);
+        if let Ok(mut f) = opened {
+            let _ = f.write(&[0]);
+        }
+    }
 
     async fn open(&self, path: &Path, opts: &OpenOptions) -> io::Result<RealFile> {
         let path = path.to_path_buf();

@@ -6,6 +6,7 @@ pub mod dns;
 mod exec;
 mod fs;
 mod net;
+mod record_lock;
 mod users;
 
 use std::sync::{Arc, Mutex};

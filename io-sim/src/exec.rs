@@ -97,28 +97,37 @@ pub fn exited(code: i32, output: &str) -> ProgramOutput {
     }
 }
 
-/// A scripted `$QMAILQUEUE` program: collects the message, then runs the
-/// script registered under its path with the message as stdin and the
-/// envelope in `ProgramCall::spec.env` as `("ENVELOPE", ...)` (lossy text).
+/// A scripted `$QMAILQUEUE` program: collects the message, then (given the
+/// envelope) runs the script registered under its path with the message as
+/// stdin and the envelope in `ProgramCall::spec.env` as `("ENVELOPE", ...)`
+/// (lossy text). An aborted one runs nothing: it never saw an envelope.
 pub struct SimQueueProgram {
     exec: SimExec,
     program: String,
-    envelope: Vec<u8>,
     message: Vec<u8>,
 }
 
+/// The process id scripted queue programs report.
+pub const SIM_QUEUE_PID: u32 = 4242;
+
 impl QueueProgram for SimQueueProgram {
+    fn pid(&self) -> u32 {
+        SIM_QUEUE_PID
+    }
+
     async fn write(&mut self, data: &[u8]) -> io::Result<()> {
         self.message.extend_from_slice(data);
         Ok(())
     }
 
-    async fn finish(self) -> io::Result<ExitCode> {
+    async fn abort(self) {}
+
+    async fn finish(self, envelope: Vec<u8>) -> io::Result<ExitCode> {
         let spec = ProgramSpec {
             command: self.program.clone(),
             env: vec![(
                 "ENVELOPE".into(),
-                String::from_utf8_lossy(&self.envelope).into_owned(),
+                String::from_utf8_lossy(&envelope).into_owned(),
             )],
             cwd: "/".into(),
             user: None,
@@ -134,11 +143,10 @@ impl QueueProgram for SimQueueProgram {
 impl Exec for SimExec {
     type QueueProgram = SimQueueProgram;
 
-    async fn spawn_queue(&self, program: &Path, envelope: Vec<u8>) -> io::Result<SimQueueProgram> {
+    async fn spawn_queue(&self, program: &Path) -> io::Result<SimQueueProgram> {
         Ok(SimQueueProgram {
             exec: self.clone(),
             program: program.display().to_string(),
-            envelope,
             message: Vec::new(),
         })
     }

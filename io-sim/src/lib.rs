@@ -21,7 +21,7 @@ use rand::{RngCore, SeedableRng};
 
 pub use clock::{SIM_EPOCH_SECS, SimClock, sim_epoch, sim_now};
 pub use dns::{DNS_PORT, DnsFault, DnsFaults, DnsServer, Node, QueryLog, Zone};
-pub use exec::{ProgramCall, SimExec, exited};
+pub use exec::{ProgramCall, SIM_QUEUE_PID, SimExec, exited};
 pub use fs::{CrashOptions, FsFaults, FsStats, Journal, SimFile, SimFs, SnapEntry};
 pub use net::{SimListener, SimNet, SimUdp};
 pub use trace::Trace;

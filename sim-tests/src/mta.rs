@@ -15,12 +15,13 @@ use qmail_core::dns::{ResolverConfig, StubResolver};
 use qmail_core::env::{Env, Fs, Identity, Net, PlantSet};
 use qmail_core::home::Home;
 use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
+use qmail_core::mta;
 use qmail_core::queue::Queue;
 use qmail_core::remote::{RemoteControl, RemoteDelivery};
-use qmail_core::send::{Command, Scheduler, SendControl};
-use qmail_core::smtpd::{SmtpdControl, serve};
+use qmail_core::send::{Command, SendControl};
+use qmail_core::smtpd::SmtpdControl;
 use qmail_io_sim::{DNS_PORT, SimEnv, SimFs, Trace, exited, sim_now};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
 use crate::ledger::{Handed, Ledger};
 use crate::{DOMAIN, HOME, mix};
@@ -193,11 +194,11 @@ pub fn add_host(
             .with_plants(cfg.plants);
         programs(&env, &cfg, &ledger);
         let (tx, rx) = mpsc::unbounded_channel();
-        *handle.commands.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        *handle.commands.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx.clone());
         let trace = trace.clone();
         async move {
             trace.record("mta", format_args!("start incarnation {inc}"));
-            if let Err(e) = mta(env, rx).await {
+            if let Err(e) = mta(env, (tx, rx)).await {
                 trace.record("mta", format_args!("exited: {e}"));
             }
             Ok(())
@@ -205,10 +206,16 @@ pub fn add_host(
     });
 }
 
-/// One incarnation of the MTA: the scheduler recovers the queue, then SMTP
-/// opens. Returns when either stops (the driver restarts it, as a
-/// supervisor would).
-async fn mta(env: SimEnv, commands: mpsc::UnboundedReceiver<Command>) -> Result<(), String> {
+/// One incarnation of the MTA: the shipped composition root
+/// (`qmail_core::mta::run`, as `qmail run` calls it) on the simulated host.
+/// Returns when it stops (the driver restarts it, as a supervisor would).
+async fn mta(
+    env: SimEnv,
+    commands: (
+        mpsc::UnboundedSender<Command>,
+        mpsc::UnboundedReceiver<Command>,
+    ),
+) -> Result<(), String> {
     let home = Home::new(HOME);
     let remote = remote_agent(&env, &home).await?;
     let queue = Queue::new(env.clone(), home.queue());
@@ -224,32 +231,29 @@ async fn mta(env: SimEnv, commands: mpsc::UnboundedReceiver<Command>) -> Result<
         home.clone(),
         LocalConfig::new(Mode::Embedded, &home),
     );
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let scheduler = Scheduler::new(queue.clone(), home, send, local, remote).on_ready(ready_tx);
-    let mut scheduler = tokio::spawn(scheduler.run(commands));
-    tokio::select! {
-        biased;
-        r = ready_rx => if r.is_err() {
-            return match (&mut scheduler).await {
-                Ok(Err(e)) => Err(format!("scheduler: {e}")),
-                r => Err(format!("scheduler: {r:?}")),
-            };
-        },
-        r = &mut scheduler => return Err(format!("scheduler before ready: {r:?}")),
-    }
     let listener = env
         .net()
         .listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 25)))
         .await
         .map_err(|e| format!("listen: {e}"))?;
-    tokio::select! {
-        biased;
-        r = &mut scheduler => match r {
-            Ok(Ok(())) => Err("scheduler stopped".into()),
-            Ok(Err(e)) => Err(format!("scheduler: {e}")),
-            Err(e) => Err(format!("scheduler task: {e}")),
-        },
-        r = serve(queue, listener, smtpd, std::future::pending()) => Err(format!("smtpd: {r:?}")),
+    // The sender stays here: nothing reloads the simulated host's controls.
+    let (_controls, smtpd) = tokio::sync::watch::channel(std::sync::Arc::new(smtpd));
+    let parts = mta::Parts {
+        queue,
+        home,
+        send,
+        smtpd,
+        listener,
+        local,
+        remote,
+    };
+    let hooks = mta::Hooks {
+        locked: |_: &Queue<SimEnv>| Ok(()),
+        serving: || {},
+    };
+    match mta::run(parts, commands, hooks, std::future::pending()).await {
+        Ok(()) => Err("stopped".into()),
+        Err(e) => Err(e.to_string()),
     }
 }
 

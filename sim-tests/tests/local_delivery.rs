@@ -9,7 +9,7 @@ use qmail_core::env::{Env, ExitCode, Fs, FsFile, Identity, OpenOptions, ProgramO
 use qmail_core::home::Home;
 use qmail_core::local::{LOOPING, LocalConfig, LocalDelivery, Mode, NO_MAILBOX, TOO_MANY_HOPS};
 use qmail_core::queue::{Channel, Envelope, Queue};
-use qmail_io_sim::{FsFaults, ProgramCall, SimEnv, SimFs, exited};
+use qmail_io_sim::{FsFaults, ProgramCall, SIM_QUEUE_PID, SimEnv, SimFs, exited};
 
 const HOME: &str = "/var/qmail";
 const MSG: &[u8] = b"From: alice@example.org\nSubject: hi\n\nFrom the start\nbody\n";
@@ -813,9 +813,10 @@ fn forwarding_through_a_queue_program() {
         assert!(c.stdin.starts_with(b"Delivered-To: bob@x\n"));
         exited(0, "")
     });
+    // The qp reported is the committing process: the queue program.
     assert_eq!(
         w.deliver("a@b", "bob@x", MSG),
-        success("did 0+1+0\nqp 77\n")
+        success(&format!("did 0+1+0\nqp {SIM_QUEUE_PID}\n"))
     );
     let w2 = World::with(Mode::System, |c| {
         c.queue_program = Some("/bin/refuse".into())

@@ -108,7 +108,6 @@ fn run(
         };
         config.default_delivery = aliasempty.to_string();
         let queue = Queue::new(env.clone(), home.queue());
-        let wake = config.queue_program.is_none();
         let agent = LocalDelivery::new(queue, home.clone(), config);
         let who = Recipient {
             user: user.to_string(),
@@ -135,12 +134,8 @@ fn run(
         if !doit {
             return agent.describe(&who, &job).await;
         }
-        let outcome = agent.deliver_to(&who, &job).await;
-        if wake && matches!(outcome, Outcome::Success(_)) {
-            // A forward may have been queued: wake a running scheduler.
-            qmail_bins::trigger::pull(&home.queue());
-        }
-        outcome
+        // A forward's commit wakes a running scheduler by itself.
+        agent.deliver_to(&who, &job).await
     })
 }
 

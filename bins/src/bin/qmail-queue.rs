@@ -1,24 +1,25 @@
 //! qmail-queue: queues one message. The message is read from file descriptor
-//! 0 and the envelope (`F<sender>\0T<rcpt>\0...\0`) from file descriptor 1.
-//! The exit code says what happened, with qmail's numbers: 0 queued; 11
-//! address too long; 53 write error or disk full; 54 unable to read the
-//! message or envelope; 66 trouble creating files in the queue; 91 envelope
-//! format error; 52 timeout. Nothing is printed.
+//! 0 and the envelope (`F<sender>\0T<rcpt>\0...\0`) from file descriptor 1,
+//! which is read up to the envelope's terminator and no further. The exit
+//! code says what happened, with qmail 1.03's numbers (`docs/queue.md` lists
+//! each case): 0 queued; 11 address too long; 51 envelope too large; 52
+//! timeout; 53 write error or disk full; 54 unable to read the message or
+//! envelope; 66 trouble creating files in the queue; 91 envelope format
+//! error. Nothing is printed.
 
 use std::os::fd::AsFd;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use qmail_core::date;
-use qmail_core::env::{Clock, Env};
-use qmail_core::queue::{Envelope, Queue, QueueError};
+use qmail_core::env::{Env, Users};
+use qmail_core::queue::{
+    EnvelopeReader, InvokedFrom, QqExit, Queue, QueueError, ReadSource, Submission, Submitter,
+};
 use qmail_io_real::RealEnv;
 use tokio::io::AsyncReadExt;
 
 /// qmail-queue gives up after a day, as qmail's does.
 const TIMEOUT: Duration = Duration::from_secs(86_400);
-/// An envelope larger than this is refused rather than read into memory.
-const MAX_ENVELOPE: u64 = 64 << 20;
 
 /// What `--help` prints.
 const HELP: &str = "usage: qmail-queue\n\
@@ -35,69 +36,74 @@ fn main() -> ExitCode {
     qmail_bins::answer_help(HELP);
     let home = qmail_bins::home();
     let Ok(rt) = qmail_bins::runtime() else {
-        return ExitCode::from(81);
+        return ExitCode::from(QqExit::BUG.code());
     };
     let env = RealEnv::new();
     let queue = Queue::new(env.clone(), home.queue());
     let code = rt.block_on(async {
         match tokio::time::timeout(TIMEOUT, queue_one(&env, &queue)).await {
-            Ok(Ok(())) => {
-                qmail_bins::trigger::pull(&home.queue());
-                0
-            }
-            Ok(Err(e)) => e.exit_code(),
-            Err(_) => 52,
+            Ok(Ok(())) => 0,
+            Ok(Err(e)) => e.code(),
+            Err(_) => QqExit::TIMEOUT.code(),
         }
     });
+    // Standard input is read on a blocking thread; do not wait for it.
+    rt.shutdown_background();
     ExitCode::from(code)
 }
 
-async fn queue_one(env: &RealEnv, queue: &Queue<RealEnv>) -> Result<(), QueueError> {
-    let id = env.identity();
-    let received = format!(
-        "Received: (qmail {} invoked by uid {}); {}\n",
-        id.pid,
-        id.uid,
-        date::rfc822(env.clock().unix_secs())
-    );
-    let mut inj = queue.begin().await?;
-    let body = async {
-        inj.write(received.as_bytes()).await?;
-        let mut stdin = tokio::io::stdin();
-        let mut buf = vec![0u8; 64 * 1024];
-        loop {
-            let n = stdin.read(&mut buf).await.map_err(QueueError::ReadInput)?;
-            if n == 0 {
-                break;
-            }
-            inj.write(&buf[..n]).await?;
-        }
-        read_envelope().await
+/// Who runs us, as qmail-queue tells from its real uid: the SMTP server's
+/// user (`qmaild`), the alias user or the scheduler's (`qmails`), else a
+/// uid. In the embedded default everything runs as one user: `by uid N`.
+async fn invoked(env: &RealEnv) -> InvokedFrom {
+    let uid = env.identity().uid;
+    let is = |name: &'static str| async move {
+        matches!(env.users().by_name(name).await, Ok(Some(u)) if u.uid == uid)
+    };
+    if is("qmaild").await {
+        InvokedFrom::Network
+    } else if is("alias").await {
+        InvokedFrom::Alias
+    } else if is("qmails").await {
+        InvokedFrom::Bounce
+    } else {
+        InvokedFrom::Uid(uid)
     }
-    .await;
-    match body {
-        Ok(envelope) => inj.commit(&envelope, id.uid, id.pid).await.map(|_| ()),
+}
+
+async fn queue_one(env: &RealEnv, queue: &Queue<RealEnv>) -> Result<(), QqExit> {
+    let by = Submitter::me(env, invoked(env).await);
+    let mut sub = Submission::open(queue, None, by).await;
+    sub.copy_from(&mut ReadSource(tokio::io::stdin())).await;
+    if let Some(e) = sub.failed() {
+        sub.abort().await;
+        return Err(e);
+    }
+    match read_envelope().await {
+        Ok(envelope) => sub.close(&envelope).await.map(|_| ()),
         Err(e) => {
-            inj.abort().await;
-            Err(e)
+            sub.abort().await;
+            Err(e.exit())
         }
     }
 }
 
-/// Reads the envelope from file descriptor 1.
-async fn read_envelope() -> Result<Envelope, QueueError> {
+/// Reads the envelope from file descriptor 1, up to its terminator.
+async fn read_envelope() -> Result<qmail_core::queue::Envelope, QueueError> {
     let fd = std::io::stdout()
         .as_fd()
         .try_clone_to_owned()
         .map_err(QueueError::ReadInput)?;
-    let file = tokio::fs::File::from_std(std::fs::File::from(fd));
-    let mut raw = Vec::new();
-    file.take(MAX_ENVELOPE + 1)
-        .read_to_end(&mut raw)
-        .await
-        .map_err(QueueError::ReadInput)?;
-    if raw.len() as u64 > MAX_ENVELOPE {
-        return Err(QueueError::BadEnvelope("envelope too large".into()));
+    let mut file = tokio::fs::File::from_std(std::fs::File::from(fd));
+    let mut reader = EnvelopeReader::new();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = file.read(&mut buf).await.map_err(QueueError::ReadInput)?;
+        if n == 0 {
+            return Err(reader.end());
+        }
+        if let Some(envelope) = reader.feed(&buf[..n])? {
+            return Ok(envelope);
+        }
     }
-    Envelope::decode(&raw)
 }

@@ -10,8 +10,10 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use qmail_core::env::{Env, Net};
 use qmail_core::home::{self, Home, InitAction};
+use qmail_core::mta;
 use qmail_core::queue::Queue;
-use qmail_core::smtpd::{self, SmtpdControl};
+use qmail_core::send::SendControl;
+use qmail_core::smtpd::SmtpdControl;
 use qmail_io_real::RealEnv;
 
 /// `qmail help`, `qmail --help`.
@@ -209,39 +211,31 @@ fn run(home: Home, addr: SocketAddr, user: Option<String>) -> Result<()> {
         let control = smtpd_control(&env, &home)
             .await
             .context("reading control files")?;
+        let send = SendControl::load(&env, &home)
+            .await
+            .context("reading control files")?;
         let bound = qmail_core::env::NetListener::local_addr(&listener)?;
-
-        // One stop for both halves: SMTP stops accepting, then the
-        // scheduler finishes the deliveries in flight.
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let scheduler = tokio::spawn(qmail_bins::send::run_scheduler(
-            queue.clone(),
-            home.clone(),
-            local_agent(&queue, &home).await?,
-            qmail_bins::remote::remote_agent(&env, &home, &[bound]).await?,
-            ready_tx,
-            stopped(stop_rx.clone()),
-        ));
-        if ready_rx.await.is_err() {
-            // The scheduler ended before the queue was ready: say why.
-            return scheduler.await.context("scheduler task")?;
-        }
         let (controls_tx, controls) = tokio::sync::watch::channel(Arc::new(control));
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        qmail_bins::send::forward_signals(tx.clone())?;
+        let parts = mta::Parts {
+            local: local_agent(&queue, &home).await?,
+            remote: qmail_bins::remote::remote_agent(&env, &home, &[bound]).await?,
+            queue,
+            home: home.clone(),
+            send,
+            smtpd: controls,
+            listener,
+        };
+        let queue_dir = home.queue();
+        let hooks = mta::Hooks {
+            locked: |q: &Queue<RealEnv>| qmail_bins::trigger::listen(q.clone(), &queue_dir),
+            serving: || eprintln!("qmail-rs: home {}, SMTP on {bound}", home.root.display()),
+        };
         let reload = tokio::spawn(reload_on_hangup(env.clone(), home.clone(), controls_tx));
-        eprintln!("qmail-rs: home {}, SMTP on {bound}", home.root.display());
-        let smtp = smtpd::serve_reloadable(queue, listener, controls, async {
-            shutdown_signal().await;
-            let _ = stop_tx.send(true);
-        });
-        let smtp = smtp.await;
-        let _ = stop_tx.send(true);
+        let result = mta::run(parts, (tx, rx), hooks, shutdown_signal()).await;
         reload.abort();
-        scheduler.await.context("scheduler task")??;
-        smtp?;
+        result?;
         eprintln!("qmail-rs: stopped");
         Ok(())
     })

@@ -128,13 +128,9 @@ fn smtp_session() -> ExitCode {
             ("TCPREMOTEINFO", "sendmail-bs"),
         ]);
     }
-    // Run as a child rather than exec'd, to wake the scheduler afterwards:
-    // qmail-smtpd commits to the queue but leaves the trigger alone.
+    // qmail-smtpd's commits wake the scheduler themselves.
     match cmd.status() {
-        Ok(st) => {
-            qmail_bins::trigger::pull(&qmail_bins::home().queue());
-            ExitCode::from(st.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(111))
-        }
+        Ok(st) => ExitCode::from(st.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(111)),
         Err(err) => {
             eprintln!("sendmail: fatal: unable to run {}: {err}", smtpd.display());
             ExitCode::from(111)

@@ -61,13 +61,21 @@ pub struct ProgramOutput {
 }
 
 /// A running program with qmail-queue's interface (`$QMAILQUEUE`): the
-/// message is streamed to its file descriptor 0; the envelope, given at the
-/// start, is on its file descriptor 1.
+/// message is streamed to its file descriptor 0, then the envelope to its
+/// file descriptor 1, as qmail-queue(8) says: only after the whole message.
+/// A message that is abandoned closes both without an envelope, so the
+/// program commits nothing.
 pub trait QueueProgram: Send + 'static {
+    /// The program's process id (the `qp` a commit through it reports).
+    fn pid(&self) -> u32;
     /// Appends message bytes to the program's standard input.
     fn write(&mut self, data: &[u8]) -> impl Future<Output = io::Result<()>> + Send;
-    /// Ends the message and waits for the program's exit.
-    fn finish(self) -> impl Future<Output = io::Result<ExitCode>> + Send;
+    /// Ends the message (closes fd 0), writes `envelope` to fd 1, closes
+    /// it and waits for the program's exit.
+    fn finish(self, envelope: Vec<u8>) -> impl Future<Output = io::Result<ExitCode>> + Send;
+    /// Abandons the message: closes fd 0 and fd 1 without an envelope and
+    /// waits (a bounded time) for the program to give up.
+    fn abort(self) -> impl Future<Output = ()> + Send;
 }
 
 /// Running programs.
@@ -82,10 +90,9 @@ pub trait Exec: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = io::Result<ProgramOutput>> + Send;
 
     /// Starts `program` (no shell, no arguments) as qmail starts
-    /// `$QMAILQUEUE`, with `envelope` waiting on its file descriptor 1.
+    /// `$QMAILQUEUE`, with pipes on its file descriptors 0 and 1.
     fn spawn_queue(
         &self,
         program: &Path,
-        envelope: Vec<u8>,
     ) -> impl Future<Output = io::Result<Self::QueueProgram>> + Send;
 }

@@ -140,6 +140,12 @@ pub trait FsFile: Send + Sync + 'static {
     /// this handle is dropped. Locks of two handles conflict even within
     /// one process.
     fn try_lock(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
+    /// Tries to take the exclusive lock other mail tools honour on a
+    /// mailbox without waiting: a `fcntl` write lock on the whole file
+    /// (the kind Python's `mailbox`, mutt and movemail take) together with
+    /// [`FsFile::try_lock`]'s `flock`. `Ok(false)` when anyone holds either;
+    /// both last until this handle is dropped.
+    fn try_lock_mailbox(&mut self) -> impl Future<Output = io::Result<bool>> + Send;
 
     /// Reads everything from the current position to the end.
     fn read_to_end(&mut self, out: &mut Vec<u8>) -> impl Future<Output = io::Result<usize>> + Send {
@@ -186,6 +192,10 @@ pub trait Fs: Clone + Send + Sync + 'static {
         path: &Path,
         mode: u32,
     ) -> impl Future<Output = io::Result<()>> + Send;
+    /// Writes one byte to the named pipe `path` if some process has it open
+    /// for reading, without ever waiting; does nothing otherwise (qmail's
+    /// trigger: a missed pull only delays work until the next scan).
+    fn pull_trigger(&self, path: &Path) -> impl Future<Output = ()> + Send;
 
     /// Reads a whole file.
     fn read(&self, path: &Path) -> impl Future<Output = io::Result<Vec<u8>>> + Send {

@@ -17,8 +17,8 @@ use super::{InjectError, Prepared};
 use crate::env::Env;
 use crate::local::ByteSource;
 use crate::local::forward::{ForwardError, ForwardRequest, forward};
+use crate::queue::InvokedFrom;
 use crate::queue::Queue;
-use crate::smtp::InvokedFrom;
 
 /// Where the completed message goes.
 pub enum Destination<'a, E: Env> {

@@ -21,8 +21,8 @@ use crate::control::ControlError;
 use crate::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
 use crate::env::{Clock, Env, Exec, FileRange, Fs, ProgramInput, ProgramSpec, Users};
 use crate::home::Home;
+use crate::queue::InvokedFrom;
 use crate::queue::Queue;
-use crate::smtp::InvokedFrom;
 
 /// The permanent failure for an address nobody is in charge of.
 pub const NO_MAILBOX: &str = "Sorry, no mailbox here by that name. (#5.1.1)\n";

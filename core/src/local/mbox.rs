@@ -1,6 +1,11 @@
 //! mbox delivery: lock the file, append a `From ` line, the Return-Path and
 //! Delivered-To lines and the message with `>*From ` lines quoted, end with a
 //! blank line, sync; on any failure cut the file back to its old length.
+//!
+//! The lock is the one the mail readers of a Linux system honour: a
+//! `fcntl` write lock and an `flock` on the file together
+//! ([`FsFile::try_lock_mailbox`]), tried without blocking and retried for
+//! up to [`LOCK_WAIT`]; after that the delivery fails temporarily.
 
 use super::verdict::Verdict;
 use std::io;
@@ -129,7 +134,7 @@ pub async fn deliver_mbox<E: Env, S: ByteSource>(
 async fn lock<F: FsFile>(file: &mut F) -> Result<bool, Verdict> {
     let mut waited = Duration::ZERO;
     loop {
-        match file.try_lock().await {
+        match file.try_lock_mailbox().await {
             Ok(true) => return Ok(true),
             Ok(false) if waited < LOCK_WAIT => {
                 tokio::time::sleep(LOCK_POLL).await;

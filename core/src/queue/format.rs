@@ -164,11 +164,10 @@ impl Envelope {
         Ok(env)
     }
 
-    /// Checks what the queue requires of every envelope.
+    /// Checks what the queue requires of every envelope. An envelope
+    /// without recipients is accepted, as qmail-queue accepts it: the
+    /// message is queued and, having nobody to go to, finished at intake.
     pub fn validate(&self) -> Result<(), QueueError> {
-        if self.recipients.is_empty() {
-            return Err(QueueError::BadEnvelope("no recipients".into()));
-        }
         for a in std::iter::once(&self.sender).chain(&self.recipients) {
             if a.len() > MAX_ADDRESS {
                 return Err(QueueError::AddressTooLong);
@@ -180,6 +179,88 @@ impl Envelope {
             }
         }
         Ok(())
+    }
+}
+
+/// Reads an envelope from qmail-queue's file descriptor 1 the way qmail
+/// 1.03's qmail-queue does: byte by byte up to the terminating `\0`, never
+/// further (a writer that keeps the descriptor open is not waited for, and
+/// bytes after the terminator are never looked at). Fed in chunks; memory
+/// is bounded by [`EnvelopeReader::LIMIT`].
+#[derive(Debug, Default)]
+pub struct EnvelopeReader {
+    /// The fields so far, each with its `F`/`T` mark, without their `\0`s.
+    fields: Vec<Vec<u8>>,
+    field: Vec<u8>,
+    total: usize,
+    done: bool,
+}
+
+impl EnvelopeReader {
+    /// The most envelope kept in memory (qmail-queue: out of memory, 51).
+    pub const LIMIT: usize = 64 << 20;
+
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Takes the next bytes read. Returns the envelope once its terminator
+    /// has been seen (the rest of `input` is ignored), `Ok(None)` while more
+    /// is needed, or the error qmail-queue exits with: 91 for a field that
+    /// is not `F` first then `T`, 11 for an address over [`MAX_ADDRESS`].
+    pub fn feed(&mut self, input: &[u8]) -> Result<Option<Envelope>, QueueError> {
+        for &c in input {
+            if self.done {
+                break;
+            }
+            if self.field.is_empty() {
+                let want = if self.fields.is_empty() { b'F' } else { b'T' };
+                if c == 0 && !self.fields.is_empty() {
+                    self.done = true;
+                    break;
+                }
+                if c != want {
+                    return Err(QueueError::BadEnvelope(format!(
+                        "field does not start with {}",
+                        char::from(want)
+                    )));
+                }
+            }
+            if c == 0 {
+                self.fields.push(std::mem::take(&mut self.field));
+                continue;
+            }
+            // The mark plus the address.
+            if self.field.len() > MAX_ADDRESS {
+                return Err(QueueError::AddressTooLong);
+            }
+            self.total += 1;
+            if self.total > Self::LIMIT {
+                return Err(QueueError::OutOfMemory);
+            }
+            self.field.push(c);
+        }
+        if !self.done {
+            return Ok(None);
+        }
+        let mut fields = std::mem::take(&mut self.fields).into_iter();
+        let sender = fields.next().map(|f| addr_string(&f[1..])).transpose()?;
+        let recipients = fields
+            .map(|f| addr_string(&f[1..]))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Envelope {
+            sender: sender.unwrap_or_default(),
+            recipients,
+        }))
+    }
+
+    /// The input ended: before the terminator, that is qmail-queue's read
+    /// error (54).
+    pub fn end(&self) -> QueueError {
+        QueueError::ReadInput(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "the envelope ended before its terminator",
+        ))
     }
 }
 
@@ -298,11 +379,12 @@ mod tests {
         assert_eq!(e.sender, "a@b");
         assert_eq!(e.recipients, vec!["c@d", "e@f"]);
         assert_eq!(Envelope::decode(b"F\0Tx\0\0").unwrap().sender, "");
+        // qmail-queue queues a message without recipients.
+        assert_eq!(Envelope::decode(b"Fa\0\0").unwrap().recipients.len(), 0);
         for bad in [
             &b""[..],
             b"F",
             b"Fa\0",
-            b"Fa\0\0",
             b"Xa\0Tb\0\0",
             b"Fa\0Xb\0\0",
             b"Fa\0Tb\0\0junk",

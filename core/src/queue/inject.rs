@@ -8,9 +8,11 @@ use super::{MsgId, Queue, QueueError};
 use crate::env::{Clock, Env, Fs, FsFile, OpenOptions, Plant, Rng};
 
 /// A message being written. Nothing of it is visible to the scheduler until
-/// [`Injection::commit`] returns. Dropping it without committing leaves a
-/// temporary file that [`Queue::recover`] removes; call [`Injection::abort`]
-/// to remove it at once.
+/// [`Injection::commit`] returns. Its temporary file is locked while the
+/// injection lives, so recovery never removes it from under a live writer.
+/// Dropping it without committing leaves a temporary file that
+/// [`Queue::recover`] removes; call [`Injection::abort`] to remove it at
+/// once.
 pub struct Injection<E: Env> {
     queue: Queue<E>,
     id: MsgId,
@@ -42,12 +44,21 @@ impl<E: Env> Queue<E> {
             };
             let started = async {
                 let id = MsgId(file.metadata().await?.ino);
+                // The lock tells recovery a live writer has the file. A
+                // recovery that looked first (it holds the lock, or removed
+                // the name before we locked) makes us start over elsewhere.
+                let ours =
+                    file.try_lock().await? && fs.metadata(&tmp).await.is_ok_and(|m| m.ino == id.0);
+                if !ours {
+                    return Ok(None);
+                }
                 file.write_all(&[b' '; HEADER_LEN]).await?;
-                Ok::<_, io::Error>(id)
+                Ok::<_, io::Error>(Some(id))
             }
             .await;
             return match started {
-                Ok(id) => Ok(Injection {
+                Ok(None) => continue,
+                Ok(Some(id)) => Ok(Injection {
                     queue: self.clone(),
                     id,
                     tmp,
@@ -156,6 +167,8 @@ impl<E: Env> Injection<E> {
             return Err(QueueError::Write(e));
         }
         q.committed.notify_one();
+        // Wake a scheduler in another process too, as qmail-queue does.
+        fs.pull_trigger(&q.layout.trigger()).await;
         Ok(self.id)
     }
 

@@ -75,6 +75,18 @@ impl Layout {
     pub fn bounce(&self, id: MsgId) -> PathBuf {
         self.split_path("bounce", id)
     }
+    /// qmail's `lock/`: the scheduler's lock and the trigger.
+    pub fn lock_dir(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    /// Held by the one scheduler of this queue for its whole life.
+    pub fn sendmutex(&self) -> PathBuf {
+        self.lock_dir().join("sendmutex")
+    }
+    /// The named pipe every commit writes a byte to, waking the scheduler.
+    pub fn trigger(&self) -> PathBuf {
+        self.lock_dir().join("trigger")
+    }
     /// Every directory of the queue, parents first.
     pub fn all_dirs(&self) -> Vec<PathBuf> {
         let mut dirs = vec![self.root.clone(), self.tmp_dir(), self.todo_dir()];

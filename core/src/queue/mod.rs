@@ -18,22 +18,36 @@
 //!    no bounce is pending, the state files go first, the message file last.
 //!
 //! [`Queue::recover`] finishes or undoes whatever a crash interrupted.
+//!
+//! Every injector (SMTP, forwards, bounces, qmail-queue, qmail-inject) goes
+//! through one [`Submission`], to the queue or to a `$QMAILQUEUE` program;
+//! [`QqExit`] holds qmail-queue's exit codes and what they mean.
 
 mod error;
+mod exit;
 pub mod format;
 mod group_sync;
 mod inject;
 mod layout;
+mod lock;
+mod received;
 mod recover;
 mod report;
+mod source;
 mod state;
+mod submit;
 
-pub use error::{QueueError, qq_text};
-pub use format::{Envelope, HEADER_LEN, MessageHeader};
+pub use error::QueueError;
+pub use exit::QqExit;
+pub use format::{Envelope, EnvelopeReader, HEADER_LEN, MAX_ADDRESS, MessageHeader};
 pub use inject::Injection;
 pub use layout::{Layout, MsgId, SPLIT};
+pub use lock::{LockError, SchedulerLock};
+pub use received::{InvokedFrom, queue_received_line};
 pub use recover::RecoveryReport;
+pub use source::{ByteSource, CHUNK, MessageReader, ReadSource, SliceSource};
 pub use state::{Channel, MessageState, Recipient};
+pub use submit::{Committed, Submission, Submitter};
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,14 +1,24 @@
 //! Recovery at start: finish or undo whatever a crash interrupted, never guess.
 
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
 use super::layout::{SPLIT, id_of};
 use super::{MsgId, Queue, QueueError};
-use crate::env::{Env, Fs};
+use crate::env::{Clock, Env, Fs, FsFile, OpenOptions};
+
+/// A temporary this old is abandoned even where locks do not work (qmail
+/// leaves `tmp/` files alone for 36 hours).
+const TMP_MAX_AGE: Duration = Duration::from_secs(36 * 3600);
 
 /// What [`Queue::recover`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
     /// Uncommitted temporaries removed from `tmp/`.
     pub removed_tmp: usize,
+    /// Temporaries left in `tmp/` because an injector is still writing them.
+    pub live_tmp: usize,
     /// Committed messages waiting in `todo/` (the scheduler takes them in).
     pub todo: usize,
     /// Old `todo/` names of messages already in `mess/`, removed.
@@ -31,10 +41,18 @@ impl<E: Env> Queue<E> {
         let l = &self.layout;
         let mut report = RecoveryReport::default();
 
-        // 1. tmp/ holds only injections that never reached their commit point.
+        // 1. tmp/ holds injections that never reached their commit point,
+        //    and those an injector in another process is writing now: a live
+        //    injector holds the lock on its file, so only unlocked ones go.
         for e in fs.read_dir(&l.tmp_dir()).await? {
-            fs.remove_file(&l.tmp_dir().join(&e.name)).await?;
-            report.removed_tmp += 1;
+            let path = l.tmp_dir().join(&e.name);
+            // The lock is held until the name is gone (see tmp_abandoned).
+            if let Some(_held) = self.tmp_abandoned(&path).await? {
+                fs.remove_file(&path).await?;
+                report.removed_tmp += 1;
+            } else {
+                report.live_tmp += 1;
+            }
         }
         if report.removed_tmp > 0 {
             fs.sync_dir(&l.tmp_dir()).await?;
@@ -96,5 +114,32 @@ impl<E: Env> Queue<E> {
             }
         }
         Ok(report)
+    }
+}
+
+impl<E: Env> Queue<E> {
+    /// Whether nobody writes the temporary at `path` any more: its lock is
+    /// free (an injector holds it from creation to commit), or, where locks
+    /// fail, it is older than qmail's 36 hours. A name gone already counts
+    /// as not abandoned: there is nothing to remove. An abandoned file comes
+    /// back open and locked, to be removed while the lock is held.
+    async fn tmp_abandoned(&self, path: &Path) -> io::Result<Option<<E::Fs as Fs>::File>> {
+        let fs = self.env.fs();
+        let mut file = match fs.open(path, &OpenOptions::read()).await {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        match file.try_lock().await {
+            // Holding the lock while the name goes: an injector that opened
+            // it just now fails its own lock, or finds the name gone, and
+            // starts over under another name.
+            Ok(free) => Ok(free.then_some(file)),
+            Err(_) => {
+                let m = file.metadata().await?;
+                let age = self.env.clock().now().duration_since(m.mtime);
+                Ok(age.is_ok_and(|a| a >= TMP_MAX_AGE).then_some(file))
+            }
+        }
     }
 }

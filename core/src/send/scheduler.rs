@@ -17,19 +17,18 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
-use super::bounce::{BouncePlan, bounce_head, plan};
+use super::bounce::{BouncePlan, bounce_head, plan, submit_bounce};
 use super::control::{BounceControl, SendControl};
 use super::log::{self, emit};
 use super::planner::{Action, Event, JobId, Planner, Policy, RcptResult, Recorded, Secs, StartJob};
 use crate::control::ControlError;
 use crate::date;
 use crate::deliver::{Deliver, DeliveryJob, JobRecipient, MessageRef, Outcome};
-use crate::env::{Clock, Env, Fs, FsFile, OpenOptions, Plant};
+use crate::env::{Clock, Env, Fs, Plant};
 use crate::home::Home;
 use crate::queue::{
     Channel, Envelope, HEADER_LEN, MessageState, MsgId, Queue, QueueError, Recipient,
 };
-use crate::smtp::{InvokedFrom, queue_received_line};
 
 /// What the scheduler can be told from outside (qmail-send's signals).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -439,31 +438,23 @@ async fn send_bounce<E: Env>(
             recipient,
             double,
         } => {
-            let env = queue.env().clone();
-            let ident = env.identity();
-            let now = env.clock().unix_secs();
-            let date = date::rfc822(now);
-            let mut text = queue_received_line(ident.pid, InvokedFrom::Bounce, &date);
-            text.push_str(&bounce_head(
+            let date = date::rfc822(queue.env().clock().unix_secs());
+            let head = bounce_head(
                 control,
                 &date,
                 original_sender,
                 &recipient,
                 double,
                 &failures,
-            ));
-            let mut inj = queue.begin().await?;
-            inj.write(text.as_bytes()).await?;
-            if let Err(e) = copy_message(queue, id, len, &mut inj).await {
-                inj.abort().await;
-                return Err(e);
-            }
+            );
             let envelope = Envelope {
                 sender,
                 recipients: vec![recipient],
             };
-            inj.commit(&envelope, ident.uid, ident.pid).await?;
-            log::bounce_msg(id, ident.pid)
+            let qp = submit_bounce(queue, id, len, &head, &envelope)
+                .await
+                .map_err(|e| SendError::Io(io::Error::other(e.to_string())))?;
+            log::bounce_msg(id, qp)
         }
     };
     queue.bounce_sent(id).await?;
@@ -564,35 +555,4 @@ fn with_newline(text: &str) -> String {
     } else {
         format!("{text}\n")
     }
-}
-
-/// Streams a queued message's bytes into an injection, in bounded chunks.
-async fn copy_message<E: Env>(
-    queue: &Queue<E>,
-    id: MsgId,
-    len: u64,
-    inj: &mut crate::queue::Injection<E>,
-) -> Result<(), SendError> {
-    const CHUNK: usize = 64 * 1024;
-    let mut f = queue
-        .env()
-        .fs()
-        .open(&queue.layout().mess(id), &OpenOptions::read())
-        .await?;
-    f.seek(HEADER_LEN as u64).await?;
-    let mut left = len;
-    let mut buf = vec![0u8; CHUNK];
-    while left > 0 {
-        let want = (left as usize).min(CHUNK);
-        let n = f.read(&mut buf[..want]).await?;
-        if n == 0 {
-            return Err(SendError::Io(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("message {id} is shorter than its header says"),
-            )));
-        }
-        inj.write(&buf[..n]).await?;
-        left -= n as u64;
-    }
-    Ok(())
 }

@@ -4,8 +4,8 @@
 //! [`Action`]s out; the async driver that runs it over a socket and the queue
 //! lives elsewhere. The pieces it is made of are here too, each in its own
 //! file: envelope path parsing ([`parse_path`]), the rcpthosts relay check
-//! ([`RcptHosts`]), the DATA decoder, the Received lines
-//! ([`smtp_received_line`], [`queue_received_line`]) and the reply texts
+//! ([`RcptHosts`]), the DATA decoder, qmail-smtpd's Received line
+//! ([`smtp_received_line`]; the queue writes its own) and the reply texts
 //! ([`replies`]).
 
 mod address;
@@ -17,7 +17,7 @@ mod server;
 
 pub use address::{EsmtpParam, MAX_ADDRESS_LEN, ParsedPath, PathError, parse_path};
 pub use rcpthosts::RcptHosts;
-pub use received::{InvokedFrom, RemoteInfo, queue_received_line, smtp_received_line};
+pub use received::{RemoteInfo, smtp_received_line};
 pub use server::{
     Action, CommitOutcome, DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_RECIPIENTS, Feed, MAX_HOPS,
     Refusal, SmtpConfig, SmtpSession,

@@ -7,8 +7,9 @@
 //!   by bench.test with SMTP; 25 Nov 2026 03:33:48 -0000
 //! ```
 //!
-//! The first is qmail-queue's, the second qmail-smtpd's. Both are pure
-//! functions of their inputs; the caller supplies the date (see
+//! The first is qmail-queue's (the queue writes it: see
+//! [`crate::queue::queue_received_line`]), the second qmail-smtpd's, made
+//! here as a pure function of its inputs; the caller supplies the date (see
 //! [`crate::date::rfc822`]), so nothing here reads a clock.
 
 /// What the SMTP server knows about the connection, from tcpserver's
@@ -73,31 +74,6 @@ pub fn smtp_received_line(remote: &RemoteInfo, helo: Option<&[u8]>, date: &str) 
     out
 }
 
-/// Who handed a message to qmail-queue, as its Received line says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InvokedFrom {
-    /// The SMTP server (qmail's `qmaild` user): `invoked from network`.
-    Network,
-    /// A bounce from qmail-send (`qmails`): `invoked for bounce`.
-    Bounce,
-    /// A delivery to the alias user (`alias`): `invoked by alias`.
-    Alias,
-    /// Anyone else: `invoked by uid N`.
-    Uid(u32),
-}
-
-/// qmail-queue's own Received line, ending in LF:
-/// `Received: (qmail PID invoked from network); DATE`.
-pub fn queue_received_line(pid: u32, how: InvokedFrom, date: &str) -> String {
-    let how = match how {
-        InvokedFrom::Network => "from network".to_string(),
-        InvokedFrom::Bounce => "for bounce".to_string(),
-        InvokedFrom::Alias => "by alias".to_string(),
-        InvokedFrom::Uid(uid) => format!("by uid {uid}"),
-    };
-    format!("Received: (qmail {pid} invoked {how}); {date}\n")
-}
-
 /// Appends `s`, replacing every byte outside qmail's safe set (letters,
 /// digits and `.@%+/=:-[]`) with `?`, as qmail's `safeput` does.
 fn safe(out: &mut String, s: &[u8]) {
@@ -148,26 +124,6 @@ mod tests {
         assert_eq!(
             smtp_received_line(&r, Some(b"evil\r\nX-Injected: 1 (\xff)"), DATE),
             "Received: from relay1.uu.net (HELO evil??X-Injected:?1????) (7@192.48.96.5)\n  by bench.test with SMTP; 25 Nov 2026 03:33:48 -0000\n"
-        );
-    }
-
-    #[test]
-    fn queue_lines() {
-        assert_eq!(
-            queue_received_line(332, InvokedFrom::Network, DATE),
-            "Received: (qmail 332 invoked from network); 25 Nov 2026 03:33:48 -0000\n"
-        );
-        assert_eq!(
-            queue_received_line(19296, InvokedFrom::Uid(0), "25 Nov 2026 03:07:30 -0000"),
-            "Received: (qmail 19296 invoked by uid 0); 25 Nov 2026 03:07:30 -0000\n"
-        );
-        assert_eq!(
-            queue_received_line(17005, InvokedFrom::Bounce, DATE),
-            "Received: (qmail 17005 invoked for bounce); 25 Nov 2026 03:33:48 -0000\n"
-        );
-        assert_eq!(
-            queue_received_line(1, InvokedFrom::Alias, DATE),
-            "Received: (qmail 1 invoked by alias); 25 Nov 2026 03:33:48 -0000\n"
         );
     }
 }

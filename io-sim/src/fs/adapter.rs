@@ -205,10 +205,20 @@ impl FsFile for SimFile {
         self.locked = true;
         Ok(true)
     }
+
+    /// One process per host and one kind of lock: a mailbox lock is the
+    /// same lock as `try_lock`'s.
+    async fn try_lock_mailbox(&mut self) -> io::Result<bool> {
+        self.try_lock().await
+    }
 }
 
 impl Fs for SimFs {
     type File = SimFile;
+
+    /// The simulation runs one process per host, which the queue wakes
+    /// in-process; there is no other process to wake.
+    async fn pull_trigger(&self, _path: &Path) {}
 
     async fn open(&self, path: &Path, opts: &OpenOptions) -> io::Result<SimFile> {
         let mut st = self.lock();
