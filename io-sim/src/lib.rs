@@ -22,7 +22,7 @@ pub use clock::{SIM_EPOCH_SECS, SimClock, sim_epoch, sim_now};
 pub use exec::{ProgramCall, SimExec, exited};
 pub use fs::{CrashOptions, FsFaults, FsStats, SimFile, SimFs, SnapEntry};
 pub use net::{SimListener, SimNet, SimUdp};
-pub use trace::Trace;
+pub use trace::{Probe, Trace};
 pub use users::SimUsers;
 
 /// The seeded random source of one host incarnation.

@@ -247,7 +247,7 @@ pub fn add_host(
         let trace = trace.clone();
         async move {
             trace.record("mta", format_args!("start incarnation {inc}"));
-            if let Err(e) = mta(env, remote, rx).await {
+            if let Err(e) = mta(env, remote, rx, &trace).await {
                 trace.record("mta", format_args!("exited: {e}"));
             }
             Ok(())
@@ -262,6 +262,7 @@ async fn mta(
     env: SimEnv,
     remote: RemoteAgent,
     commands: mpsc::UnboundedReceiver<Command>,
+    trace: &Trace,
 ) -> Result<(), String> {
     let home = Home::new(HOME);
     let queue = Queue::new(env.clone(), home.queue());
@@ -290,6 +291,7 @@ async fn mta(
         },
         r = &mut scheduler => return Err(format!("scheduler before ready: {r:?}")),
     }
+    trace.record("mta", format_args!("ready"));
     let listener = env
         .net()
         .listen(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 25)))
