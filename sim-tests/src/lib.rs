@@ -8,6 +8,7 @@
 
 pub mod coverage;
 pub mod faults;
+pub mod kit;
 pub mod ledger;
 pub mod mta;
 pub mod oracle;

@@ -1,46 +1,30 @@
 //! The queue under crashes: for injection, intake, a recipient checkpoint and
 //! removal, crash after every filesystem operation in turn, under many random
-//! keep/lose outcomes at each, then recover and check what is left.
+//! keep/lose outcomes at each (the kit's crash sweep), then recover and
+//! check what is left.
 
 use std::future::Future;
 
-use qmail_core::env::{Env, Fs, Identity};
+use qmail_core::env::{Env, Fs};
 use qmail_core::queue::{Channel, Envelope, MsgId, Queue};
-use qmail_io_sim::{CrashOptions, SimEnv, SimFs};
+use qmail_io_sim::{SimEnv, SimFs};
+use qmail_sim_tests::kit::crash::{Checked, crash_sweep, mutations_of};
+use qmail_sim_tests::kit::inject::{self, envelope as make_envelope};
+use qmail_sim_tests::kit::{env_on, identity, rt};
 
 const ROOT: &str = "/var/qmail/queue";
-/// Crash outcomes tried after each operation.
-const SEEDS_PER_OP: u64 = 24;
+/// Crash trials at each cut.
+const TRIALS: u64 = 24;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn env_on(fs: &SimFs, seed: u64) -> SimEnv {
-    SimEnv::new(
-        fs.clone(),
-        seed,
-        Identity {
-            pid: 77,
-            uid: 100,
-            gid: 100,
-            hostname: "sim".into(),
-        },
-    )
+fn env(fs: &SimFs, seed: u64) -> SimEnv {
+    env_on(fs, seed, &identity(77, 100, "sim"))
 }
 
 fn envelope() -> Envelope {
-    Envelope {
-        sender: "alice@example.org".into(),
-        recipients: vec![
-            "bob@local.test".into(),
-            "carol@local.test".into(),
-            "dave@remote.test".into(),
-        ],
-    }
+    make_envelope(
+        "alice@example.org",
+        &["bob@local.test", "carol@local.test", "dave@remote.test"],
+    )
 }
 
 fn message() -> Vec<u8> {
@@ -61,26 +45,15 @@ fn route(addr: &str) -> (Channel, String) {
 }
 
 async fn inject(q: &Queue<SimEnv>) -> Result<MsgId, String> {
-    let mut inj = q.begin().await.map_err(|e| e.to_string())?;
-    for chunk in message().chunks(700) {
-        inj.write(chunk).await.map_err(|e| e.to_string())?;
-    }
-    inj.commit(&envelope(), 100, 77)
+    inject::inject(q, &envelope(), &message())
         .await
         .map_err(|e| e.to_string())
 }
 
-fn crash_opts(seed: u64) -> CrashOptions {
-    let keep = [0.0, 0.2, 0.5, 0.8, 1.0][(seed % 5) as usize];
-    CrashOptions {
-        keep_probability: keep,
-        torn_block: Some(512),
-    }
-}
-
 /// Runs `setup` durably, counts the mutations `step` makes when nothing fails,
-/// then for every prefix of those and every seed: setup, halt, step, crash,
-/// recover, and hand the recovered queue and the step's result to `check`.
+/// then at every crash point of the sweep: setup, arm, step, crash, recover
+/// (twice: recovery is idempotent and leaves no temporaries), and hand the
+/// recovered queue and whether the step succeeded to `check`.
 fn crash_every_op<S, SF, T, TF, C, CF>(name: &str, setup: S, step: T, check: C)
 where
     S: Fn(Queue<SimEnv>) -> SF,
@@ -93,7 +66,7 @@ where
     let rt = rt();
     let prepare = |seed: u64| {
         let fs = SimFs::new(seed);
-        let q = Queue::new(env_on(&fs, seed), ROOT);
+        let q = Queue::new(env(&fs, seed), ROOT);
         let id = rt.block_on(async {
             q.create().await.unwrap();
             setup(q.clone()).await
@@ -101,48 +74,47 @@ where
         (fs, q, id)
     };
     let (fs, q, id) = prepare(0);
-    let before = fs.stats().mutations;
-    rt.block_on(step(q, id))
-        .expect("the step succeeds without faults");
-    let ops = fs.stats().mutations - before;
+    let (ops, r) = mutations_of(&fs, || rt.block_on(step(q, id)));
+    r.expect("the step succeeds without faults");
     assert!(ops >= 2, "{name}: step made {ops} mutations");
-    let mut states = 0;
-    for k in 0..=ops {
-        for seed in 0..SEEDS_PER_OP {
-            let (fs, q, id) = prepare(seed);
-            fs.halt_after(k);
-            let ok = rt.block_on(step(q, id)).is_ok();
-            assert_eq!(
-                ok,
-                k == ops,
-                "{name}: the step succeeds only when nothing was cut"
-            );
-            fs.resume();
-            fs.crash(seed * 1000 + k, crash_opts(seed));
-            let q = Queue::new(env_on(&fs, seed + 1), ROOT);
-            let r = rt.block_on(async {
-                q.recover().await.map_err(|e| format!("recover: {e}"))?;
-                // Recovery is idempotent.
-                let again = q
-                    .recover()
-                    .await
-                    .map_err(|e| format!("recover again: {e}"))?;
-                if again.removed_tmp + again.finished_removals + again.orphans_removed != 0 {
-                    return Err(format!("second recovery still had work: {again:?}"));
-                }
-                let tmp = q.env().fs().read_dir(&q.layout().tmp_dir()).await.unwrap();
-                if !tmp.is_empty() {
-                    return Err(format!("temporaries left: {tmp:?}"));
-                }
-                check(q, id, ok).await
-            });
-            if let Err(e) = r {
-                panic!("{name}: crash after op {k}/{ops}, seed {seed}: {e}");
-            }
-            states += 1;
+    let swept = crash_sweep(name, ops, TRIALS, |point| {
+        let (fs, q, id) = prepare(point.trial);
+        point.arm(&fs);
+        let ok = rt.block_on(step(q, id)).is_ok();
+        if ok != point.after_all() {
+            return Err(format!(
+                "the step succeeded: {ok}, but only an uncut step may"
+            ));
         }
-    }
-    eprintln!("{name}: {ops} operations, {states} crash states checked");
+        point.crash(&fs);
+        let q = Queue::new(env(&fs, point.trial + 1), ROOT);
+        rt.block_on(async {
+            q.recover().await.map_err(|e| format!("recover: {e}"))?;
+            // Recovery is idempotent.
+            let again = q
+                .recover()
+                .await
+                .map_err(|e| format!("recover again: {e}"))?;
+            if again.removed_tmp + again.finished_removals + again.orphans_removed != 0 {
+                return Err(format!("second recovery still had work: {again:?}"));
+            }
+            let tmp = q.env().fs().read_dir(&q.layout().tmp_dir()).await.unwrap();
+            if !tmp.is_empty() {
+                return Err(format!("temporaries left: {tmp:?}"));
+            }
+            check(q, id, ok).await
+        })?;
+        Ok(if ok || id.is_some() {
+            Checked::Held
+        } else {
+            Checked::NothingAccepted
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        swept.held + swept.unaccepted,
+        (ops as usize + 1) * TRIALS as usize
+    );
 }
 
 /// All messages in the queue (todo and active).
@@ -328,7 +300,7 @@ fn removal_finishes_or_leaves_a_finished_message() {
 fn a_message_in_both_todo_and_mess_keeps_its_done_marks() {
     let rt = rt();
     let fs = SimFs::new(3);
-    let q = Queue::new(env_on(&fs, 3), ROOT);
+    let q = Queue::new(env(&fs, 3), ROOT);
     rt.block_on(async {
         q.create().await.unwrap();
         let id = inject(&q).await.unwrap();
