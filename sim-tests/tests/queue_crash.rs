@@ -87,6 +87,9 @@ where
             ));
         }
         point.crash(&fs);
+        // A sync failure the step planned and the cut kept from happening
+        // must not fall on recovery.
+        fs.fail_next_syncs(0);
         let q = Queue::new(env(&fs, point.trial + 1), ROOT);
         rt.block_on(async {
             q.recover().await.map_err(|e| format!("recover: {e}"))?;
@@ -289,6 +292,130 @@ fn removal_finishes_or_leaves_a_finished_message() {
                 return Err("could not finish the removal".into());
             }
             Ok(())
+        },
+    );
+}
+
+/// Fails the next sync, runs `attempt` (which must fail), then runs it again
+/// as the scheduler does after a failure: the step "a sync fails, the step
+/// is retried" that the crash sweep then cuts at every operation.
+async fn retried_after_a_failed_sync<F, Fut>(q: &Queue<SimEnv>, attempt: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    q.env().fs.fail_next_syncs(1);
+    if attempt().await.is_ok() {
+        return Err("the step succeeded through a failed sync".into());
+    }
+    attempt().await
+}
+
+#[test]
+fn intake_retried_after_a_failed_sync_is_all_or_nothing() {
+    crash_every_op(
+        "intake retried",
+        injected,
+        |q, id| async move {
+            let id = id.unwrap();
+            retried_after_a_failed_sync(&q, || async {
+                q.preprocess(id, route)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+        },
+        |q, id, done| async move {
+            let id = id.unwrap();
+            let todo = q.list_todo().await.unwrap();
+            let active = q.list_active().await.unwrap();
+            if todo == [id] && active.is_empty() && !done {
+                q.preprocess(id, route).await.map_err(|e| e.to_string())?;
+            } else if !(todo.is_empty() && active == [id]) {
+                return Err(format!("todo {todo:?} active {active:?}"));
+            }
+            let st = q.load(id).await.map_err(|e| e.to_string())?;
+            if st.local.len() != 2 || st.remote.len() != 1 || st.finished() {
+                return Err(format!("state {st:?}"));
+            }
+            whole(&q, id).await
+        },
+    );
+}
+
+#[test]
+fn a_checkpoint_retried_after_a_failed_sync_stays_done() {
+    crash_every_op(
+        "checkpoint retried",
+        taken_in,
+        |q, id| async move {
+            let id = id.unwrap();
+            let st = q.load(id).await.map_err(|e| e.to_string())?;
+            retried_after_a_failed_sync(&q, || async {
+                q.mark_done(id, Channel::Remote, &st.remote[0])
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await
+        },
+        |q, id, acked| async move {
+            let id = id.unwrap();
+            let st = q.load(id).await.map_err(|e| e.to_string())?;
+            if st.local.iter().any(|r| r.done) {
+                return Err("a recipient nobody delivered is done".into());
+            }
+            if acked && !st.remote[0].done {
+                return Err("acknowledged checkpoint lost".into());
+            }
+            whole(&q, id).await
+        },
+    );
+}
+
+/// The scheduler's order for a permanent failure: record it for the bounce
+/// (retried after a failed sync), then mark the recipient done. A done mark
+/// never outlives its failure record, and no record names an empty or
+/// foreign recipient.
+#[test]
+fn a_failure_record_retried_after_a_failed_sync_outlives_its_done_mark() {
+    const REASON: &str = "Sorry, no mailbox here by that name. (#5.1.1)";
+    crash_every_op(
+        "failure record retried",
+        taken_in,
+        |q, id| async move {
+            let id = id.unwrap();
+            retried_after_a_failed_sync(&q, || async {
+                q.record_failure(id, "carol@local.test", REASON)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+            let st = q.load(id).await.map_err(|e| e.to_string())?;
+            q.mark_done(id, Channel::Local, &st.local[1])
+                .await
+                .map_err(|e| e.to_string())
+        },
+        |q, id, acked| async move {
+            let id = id.unwrap();
+            let st = q.load(id).await.map_err(|e| e.to_string())?;
+            let failures = q.failures(id).await.map_err(|e| e.to_string())?;
+            if let Some(f) = failures
+                .iter()
+                .find(|(r, why)| r != "carol@local.test" || why != REASON)
+            {
+                return Err(format!("a record no step wrote: {f:?}"));
+            }
+            if st.local[1].done && failures.is_empty() {
+                return Err("carol is done but her failure was lost".into());
+            }
+            if acked && !st.local[1].done {
+                return Err("acknowledged done mark lost".into());
+            }
+            if st.local[0].done || st.remote[0].done {
+                return Err("a recipient nobody delivered is done".into());
+            }
+            whole(&q, id).await
         },
     );
 }
