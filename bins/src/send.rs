@@ -56,10 +56,11 @@ pub struct NoRemoteDelivery;
 impl Deliver for NoRemoteDelivery {
     async fn deliver(
         &self,
-        _job: qmail_core::deliver::DeliveryJob,
-    ) -> qmail_core::deliver::Outcome {
-        qmail_core::deliver::Outcome::Deferral(
+        job: qmail_core::deliver::DeliveryJob,
+    ) -> Vec<qmail_core::deliver::Outcome> {
+        let why = qmail_core::deliver::Outcome::Deferral(
             "This qmail-rs build cannot deliver to remote hosts yet. (#4.3.0)\n".into(),
-        )
+        );
+        vec![why; job.recipients.len()]
     }
 }

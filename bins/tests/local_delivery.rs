@@ -298,14 +298,14 @@ fn queue_message(
             .await
             .unwrap();
         let (path, offset, len) = queue.message_location(id).await.unwrap();
-        DeliveryJob {
+        DeliveryJob::single(
             id,
-            channel: Channel::Local,
-            sender: sender.into(),
-            recipient: rcpt.into(),
-            message: MessageRef { path, offset, len },
-            number: 1,
-        }
+            Channel::Local,
+            sender,
+            rcpt,
+            1,
+            MessageRef { path, offset, len },
+        )
     })
 }
 
@@ -342,12 +342,12 @@ fn real_deliveries_read_back_by_python_mailbox() {
 
     let job = queue_message(&queue, &rt, "alice@example.org", "list@localhost");
     assert_eq!(
-        rt.block_on(agent.deliver(job)),
+        only(rt.block_on(agent.deliver(job))),
         Outcome::Success(format!("did 2+1+1\nqp {}\n", std::process::id()))
     );
     let job = queue_message(&queue, &rt, "", "bob@localhost");
     assert_eq!(
-        rt.block_on(agent.deliver(job)),
+        only(rt.block_on(agent.deliver(job))),
         Outcome::Success("did 1+0+0\n".into())
     );
 
@@ -604,4 +604,10 @@ fn qmail_local_with_qmails_arguments() {
         )),
         100
     );
+}
+
+/// The one outcome of a one-recipient job.
+fn only(mut outcomes: Vec<Outcome>) -> Outcome {
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes.remove(0)
 }

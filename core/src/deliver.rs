@@ -19,18 +19,49 @@ pub struct MessageRef {
     pub len: u64,
 }
 
-/// One delivery attempt: one message to one recipient.
+/// One recipient of a [`DeliveryJob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecipient {
+    /// The recipient as routing rewrote it (a virtual domain's prefix added).
+    pub address: String,
+    /// The delivery number in the scheduler's log (`delivery N:`).
+    pub number: u64,
+}
+
+/// One delivery attempt: one message to one or more recipients.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryJob {
     pub id: MsgId,
     pub channel: Channel,
     /// The envelope sender (`""` for a bounce, `#@[]` for a double bounce).
     pub sender: String,
-    /// The recipient as routing rewrote it (a virtual domain's prefix added).
-    pub recipient: String,
+    /// Local: always exactly one. Remote: the recipients of this message at
+    /// one domain that the scheduler grouped into one SMTP transaction.
+    pub recipients: Vec<JobRecipient>,
     pub message: MessageRef,
-    /// The delivery number in the scheduler's log (`delivery N:`).
-    pub number: u64,
+}
+
+impl DeliveryJob {
+    /// A job for one recipient (every local job is one).
+    pub fn single(
+        id: MsgId,
+        channel: Channel,
+        sender: impl Into<String>,
+        recipient: impl Into<String>,
+        number: u64,
+        message: MessageRef,
+    ) -> Self {
+        DeliveryJob {
+            id,
+            channel,
+            sender: sender.into(),
+            recipients: vec![JobRecipient {
+                address: recipient.into(),
+                number,
+            }],
+            message,
+        }
+    }
 }
 
 /// How an attempt ended. The text is the agent's report, one or more lines
@@ -56,7 +87,9 @@ impl Outcome {
 
 /// A delivery agent for one channel.
 pub trait Deliver: Clone + Send + Sync + 'static {
-    /// Tries `job` once. Must not return [`Outcome::Success`] before the
-    /// delivery is durable: the scheduler marks the recipient done on it.
-    fn deliver(&self, job: DeliveryJob) -> impl Future<Output = Outcome> + Send;
+    /// Tries `job` once and reports one outcome per recipient, in the order
+    /// of `job.recipients`. Must not report [`Outcome::Success`] for a
+    /// recipient before its delivery is durable: the scheduler marks the
+    /// recipient done on it.
+    fn deliver(&self, job: DeliveryJob) -> impl Future<Output = Vec<Outcome>> + Send;
 }

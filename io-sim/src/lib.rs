@@ -5,6 +5,7 @@
 //! of randomness is seeded, so a run is a pure function of its seed.
 
 mod clock;
+mod dns;
 mod exec;
 mod fs;
 mod net;
@@ -19,8 +20,9 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 pub use clock::{SIM_EPOCH_SECS, SimClock, sim_epoch, sim_now};
+pub use dns::{DNS_PORT, DnsFault, DnsFaults, DnsServer, Node, QueryLog, Zone};
 pub use exec::{ProgramCall, SimExec, exited};
-pub use fs::{CrashOptions, FsFaults, FsStats, SimFile, SimFs, SnapEntry};
+pub use fs::{CrashOptions, FsFaults, FsStats, Journal, SimFile, SimFs, SnapEntry};
 pub use net::{SimListener, SimNet, SimUdp};
 pub use trace::{Probe, Trace};
 pub use users::SimUsers;

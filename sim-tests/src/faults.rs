@@ -45,6 +45,12 @@ pub struct Faults {
     pub deferrals: bool,
     /// A short queue lifetime, so long deferrals end in bounces.
     pub short_lifetime: bool,
+    /// The MTA's filesystem journals its metadata (a rename lands whole);
+    /// otherwise each name of a rename lands on its own, as on ext2.
+    pub journal: bool,
+    /// Failed file syncs (under `io_errors`) drop the data they were to
+    /// write half the time, and the next sync succeeds without it.
+    pub fsyncgate: bool,
 }
 
 impl Faults {
@@ -67,6 +73,9 @@ impl Faults {
             slow_sync: rng.random_bool(0.6),
             deferrals: rng.random_bool(0.6),
             short_lifetime: rng.random_bool(0.2),
+            // Drawn last, so the draws above keep their values per seed.
+            journal: rng.random_bool(0.5),
+            fsyncgate: rng.random_bool(0.5),
         }
     }
 
@@ -89,6 +98,8 @@ impl Faults {
             (self.slow_sync, "slow-sync"),
             (self.deferrals, "deferrals"),
             (self.short_lifetime, "short-lifetime"),
+            (self.journal, "journal"),
+            (self.io_errors && self.fsyncgate, "fsyncgate"),
         ] {
             if on {
                 v.push(name.to_string());

@@ -156,39 +156,48 @@ impl RemoteAgent {
 }
 
 impl Deliver for RemoteAgent {
-    async fn deliver(&self, job: DeliveryJob) -> Outcome {
+    /// One SMTP transaction for the job's recipients (one domain): the
+    /// message is read and sent once, then each recipient is answered.
+    async fn deliver(&self, job: DeliveryJob) -> Vec<Outcome> {
+        let all = |o: Outcome| vec![o; job.recipients.len()];
         let data = match self.read(&job).await {
             Ok(d) => d,
-            Err(e) => return Outcome::Deferral(format!("Unable to read message: {e}\n")),
+            Err(e) => return all(Outcome::Deferral(format!("Unable to read message: {e}\n"))),
         };
         let took = self.draw(|r| r.random_range(20..3_000));
         tokio::time::sleep(Duration::from_millis(took)).await;
-        let domain = job.recipient.rsplit_once('@').map_or("", |(_, d)| d);
         let now = run_secs();
         if now < self.cfg.flaky_until && self.draw(|r| r.random_bool(self.cfg.remote_flaky)) {
-            return Outcome::Deferral("Connected but the remote went away.\n".into());
+            return all(Outcome::Deferral(
+                "Connected but the remote went away.\n".into(),
+            ));
         }
-        match domain {
-            "reject.example" => {
-                Outcome::Failure("Remote host said: 550 no such user here\n".into())
-            }
-            "defer.example" if now < self.cfg.defer_until => {
-                Outcome::Deferral("Remote host said: 451 try later\n".into())
-            }
-            "remote.example" | "defer.example" => {
-                self.trace.record(
-                    "remote",
-                    format_args!("accepted {} bytes for {}", data.len(), job.recipient),
-                );
-                self.ledger.lock().remote.push(Handed {
-                    recipient: job.recipient.clone(),
-                    sender: job.sender.clone(),
-                    data,
-                });
-                Outcome::Success("Remote host said: 250 ok\n".into())
-            }
-            _ => Outcome::Failure("Sorry, I couldn't find any host by that name.\n".into()),
+        let mut outcomes = Vec::with_capacity(job.recipients.len());
+        for r in &job.recipients {
+            let domain = r.address.rsplit_once('@').map_or("", |(_, d)| d);
+            outcomes.push(match domain {
+                "reject.example" => {
+                    Outcome::Failure("Remote host said: 550 no such user here\n".into())
+                }
+                "defer.example" if now < self.cfg.defer_until => {
+                    Outcome::Deferral("Remote host said: 451 try later\n".into())
+                }
+                "remote.example" | "defer.example" => {
+                    self.trace.record(
+                        "remote",
+                        format_args!("accepted {} bytes for {}", data.len(), r.address),
+                    );
+                    self.ledger.lock().remote.push(Handed {
+                        recipient: r.address.clone(),
+                        sender: job.sender.clone(),
+                        data: data.clone(),
+                    });
+                    Outcome::Success("Remote host said: 250 ok\n".into())
+                }
+                _ => Outcome::Failure("Sorry, I couldn't find any host by that name.\n".into()),
+            });
         }
+        outcomes
     }
 }
 

@@ -7,7 +7,9 @@ use qmail_core::env::PlantSet;
 use qmail_core::home::Home;
 use qmail_core::queue::Queue;
 use qmail_core::send::Command;
-use qmail_io_sim::{CrashOptions, FsFaults, SimEnv, SimFs, Trace, crash_host, sim_builder};
+use qmail_io_sim::{
+    CrashOptions, FsFaults, Journal, SimEnv, SimFs, Trace, crash_host, sim_builder,
+};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -130,6 +132,8 @@ struct World {
     crashes: u32,
     fs_faults: FsFaults,
     tracker: Tracker,
+    /// Failed syncs may drop their data (`Faults::fsyncgate`).
+    fsyncgate: bool,
 }
 
 fn now_ms(sim: &turmoil::Sim<'_>) -> u64 {
@@ -228,6 +232,7 @@ impl World {
             Event::IoErrors(rate) => {
                 self.fs_faults.sync_error_rate = rate;
                 self.fs_faults.write_error_rate = rate / 4.0;
+                self.fs_faults.failed_sync_drops = if self.fsyncgate { 0.5 } else { 0.0 };
                 self.fs.set_faults(self.fs_faults.clone());
             }
             Event::IoErrorsOff => {
@@ -337,6 +342,11 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     );
 
     let fs = SimFs::new(mix(seed, 0xf5));
+    fs.set_journal(if faults.journal {
+        Journal::On
+    } else {
+        Journal::Off
+    });
     install(&fs, &cfg);
     fs.set_trace(trace.clone());
     let mut sim = sim_builder(seed).tick_duration(TICK).build();
@@ -368,6 +378,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         crashes: 0,
         fs_faults,
         tracker: tracker.clone(),
+        fsyncgate: faults.fsyncgate,
     };
 
     let check_rt = tokio::runtime::Builder::new_current_thread()

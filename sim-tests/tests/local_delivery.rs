@@ -133,17 +133,18 @@ impl World {
                 .unwrap();
             let (path, offset, len) = self.queue.message_location(id).await.unwrap();
             let before = self.queue.list_todo().await.unwrap();
-            let out = self
-                .agent
-                .deliver(DeliveryJob {
-                    id,
-                    channel: Channel::Local,
-                    sender: sender.into(),
-                    recipient: rcpt.into(),
-                    message: MessageRef { path, offset, len },
-                    number: 1,
-                })
-                .await;
+            let out = only(
+                self.agent
+                    .deliver(DeliveryJob::single(
+                        id,
+                        Channel::Local,
+                        sender,
+                        rcpt,
+                        1,
+                        MessageRef { path, offset, len },
+                    ))
+                    .await,
+            );
             // Leave only what the delivery queued.
             for id in before {
                 self.env
@@ -699,16 +700,18 @@ fn mbox_write_failure_truncates_back() {
             capacity: Some(w.fs.used_bytes() + 100_000),
             ..FsFaults::default()
         });
-        w.agent
-            .deliver(DeliveryJob {
-                id,
-                channel: Channel::Local,
-                sender: "a@b".into(),
-                recipient: "bob@x".into(),
-                message: MessageRef { path, offset, len },
-                number: 1,
-            })
-            .await
+        only(
+            w.agent
+                .deliver(DeliveryJob::single(
+                    id,
+                    Channel::Local,
+                    "a@b",
+                    "bob@x",
+                    1,
+                    MessageRef { path, offset, len },
+                ))
+                .await,
+        )
     });
     let Outcome::Deferral(text) = out else {
         panic!("{out:?}")
@@ -862,20 +865,20 @@ fn concurrent_deliveries_to_one_maildir_and_one_mbox() {
                 .await
                 .unwrap();
             let (path, offset, len) = w.queue.message_location(id).await.unwrap();
-            jobs.push(DeliveryJob {
+            jobs.push(DeliveryJob::single(
                 id,
-                channel: Channel::Local,
-                sender: "a@b".into(),
-                recipient: "bob@x".into(),
-                message: MessageRef { path, offset, len },
-                number: i as u64,
-            });
+                Channel::Local,
+                "a@b",
+                "bob@x",
+                i as u64,
+                MessageRef { path, offset, len },
+            ));
         }
         let tasks: Vec<_> = jobs
             .into_iter()
             .map(|j| {
                 let agent = w.agent.clone();
-                tokio::spawn(async move { agent.deliver(j).await })
+                tokio::spawn(async move { only(agent.deliver(j).await) })
             })
             .collect();
         let mut outs = Vec::new();
@@ -920,4 +923,10 @@ fn concurrent_deliveries_to_one_maildir_and_one_mbox() {
         .collect();
     expect.sort();
     assert_eq!(blocks, expect, "messages appended whole, one after another");
+}
+
+/// The one outcome of a one-recipient job.
+fn only(mut outcomes: Vec<Outcome>) -> Outcome {
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes.remove(0)
 }

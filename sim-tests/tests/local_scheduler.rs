@@ -24,8 +24,8 @@ const SENDER: &str = "alice@example.org";
 struct NoRemote;
 
 impl Deliver for NoRemote {
-    async fn deliver(&self, _job: DeliveryJob) -> Outcome {
-        Outcome::Deferral("no remote delivery here\n".into())
+    async fn deliver(&self, job: DeliveryJob) -> Vec<Outcome> {
+        vec![Outcome::Deferral("no remote delivery here\n".into()); job.recipients.len()]
     }
 }
 

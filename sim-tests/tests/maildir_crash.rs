@@ -13,7 +13,7 @@ use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
 use qmail_core::queue::Queue;
 use qmail_io_sim::{SimEnv, SimFs};
 use qmail_sim_tests::kit::crash::{Checked, crash_sweep, mutations_of};
-use qmail_sim_tests::kit::inject::{local_job, text_after};
+use qmail_sim_tests::kit::inject::{local_job, only, text_after};
 use qmail_sim_tests::kit::{identity, rt};
 
 /// Crash trials at each cut.
@@ -133,7 +133,7 @@ fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
     let fs = SimFs::new(0);
     let job = prepare(&fs, scenario, &rt);
     let (ops, out) = mutations_of(&fs, || {
-        rt.block_on(agent(&fs, 1, plants, scenario.mode()).deliver(job.clone()))
+        only(rt.block_on(agent(&fs, 1, plants, scenario.mode()).deliver(job.clone())))
     });
     assert!(matches!(out, Outcome::Success(_)), "{out:?}");
     assert!(ops >= 4, "{scenario:?}: only {ops} mutations");
@@ -142,7 +142,8 @@ fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
         let fs = SimFs::new(seed);
         let job = prepare(&fs, scenario, &rt);
         point.arm(&fs);
-        let out = rt.block_on(agent(&fs, seed + 1, plants, scenario.mode()).deliver(job.clone()));
+        let out =
+            only(rt.block_on(agent(&fs, seed + 1, plants, scenario.mode()).deliver(job.clone())));
         let ok = matches!(out, Outcome::Success(_));
         point.crash(&fs);
         let files = new_files(&fs, &dir, &rt);
@@ -153,7 +154,7 @@ fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
             return Err("reported success, lost in the crash".into());
         }
         // Recovery: the scheduler tries again.
-        let again = rt.block_on(agent(&fs, seed + 2, plants, scenario.mode()).deliver(job));
+        let again = only(rt.block_on(agent(&fs, seed + 2, plants, scenario.mode()).deliver(job)));
         if !matches!(again, Outcome::Success(_)) {
             return Err(format!("retry failed: {again:?}"));
         }

@@ -14,7 +14,7 @@ use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
 use qmail_core::queue::Queue;
 use qmail_io_sim::{SimEnv, SimFs};
 use qmail_sim_tests::kit::crash::{Checked, crash_sweep, mutations_of};
-use qmail_sim_tests::kit::inject::{local_job, text_after};
+use qmail_sim_tests::kit::inject::{local_job, only, text_after};
 use qmail_sim_tests::kit::{identity, rt};
 
 const OLD: &[u8] = b"From x@y Thu Jan 01 00:00:00 1970\nSubject: old\n\nold body\n\n";
@@ -77,7 +77,7 @@ fn crash_at_every_step_of_an_mbox_delivery() {
     let rt = rt();
     let fs = SimFs::new(0);
     let job = prepare(&fs, &rt);
-    let (ops, out) = mutations_of(&fs, || rt.block_on(agent(&fs, 1).deliver(job)));
+    let (ops, out) = mutations_of(&fs, || only(rt.block_on(agent(&fs, 1).deliver(job))));
     assert!(matches!(out, Outcome::Success(_)), "{out:?}");
     assert!(ops >= 3, "{ops}");
     crash_sweep("mbox", ops, TRIALS, |point| {
@@ -86,7 +86,7 @@ fn crash_at_every_step_of_an_mbox_delivery() {
         let job = prepare(&fs, &rt);
         point.arm(&fs);
         let ok = matches!(
-            rt.block_on(agent(&fs, seed + 1).deliver(job.clone())),
+            only(rt.block_on(agent(&fs, seed + 1).deliver(job.clone()))),
             Outcome::Success(_)
         );
         point.crash(&fs);
@@ -97,7 +97,7 @@ fn crash_at_every_step_of_an_mbox_delivery() {
         if ok && !mbox.ends_with(&tail()) {
             return Err("reported success, lost in the crash".into());
         }
-        let again = rt.block_on(agent(&fs, seed + 2).deliver(job));
+        let again = only(rt.block_on(agent(&fs, seed + 2).deliver(job)));
         if !matches!(again, Outcome::Success(_)) {
             return Err(format!("retry {again:?}"));
         }

@@ -167,3 +167,49 @@ async fn futures_join(
     }
     out
 }
+
+/// A bounce record whose sync failed and dropped its data (fsyncgate) is
+/// retried; after a crash the file must hold the records, not a run of NULs
+/// read as failures of empty recipients.
+#[test]
+fn a_bounce_record_whose_sync_dropped_it_leaves_no_hole() {
+    let (fs, q, rt) = setup();
+    rt.block_on(async {
+        inject(&q, 10).await.unwrap();
+        let id = q.list_todo().await.unwrap()[0];
+        q.preprocess(id, |a| (qmail_core::queue::Channel::Local, a.to_string()))
+            .await
+            .unwrap();
+        q.record_failure(id, "c@d", "Sorry. (#5.1.1)")
+            .await
+            .unwrap();
+        fs.set_faults(FsFaults {
+            failed_sync_drops: 1.0,
+            ..FsFaults::default()
+        });
+        fs.fail_next_syncs(1);
+        assert!(
+            q.record_failure(id, "e@f", "No mailbox. (#5.1.1)")
+                .await
+                .is_err()
+        );
+        // The scheduler retries the failure later, and that works.
+        q.record_failure(id, "e@f", "No mailbox. (#5.1.1)")
+            .await
+            .unwrap();
+        fs.crash(
+            9,
+            qmail_io_sim::CrashOptions {
+                keep_probability: 0.0,
+                torn_block: None,
+            },
+        );
+        assert_eq!(
+            q.failures(id).await.unwrap(),
+            vec![
+                ("c@d".to_string(), "Sorry. (#5.1.1)".to_string()),
+                ("e@f".to_string(), "No mailbox. (#5.1.1)".to_string()),
+            ]
+        );
+    });
+}

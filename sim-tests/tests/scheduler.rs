@@ -58,7 +58,9 @@ fn slot(ch: Channel) -> usize {
 }
 
 impl Deliver for Agent {
-    fn deliver(&self, job: DeliveryJob) -> impl std::future::Future<Output = Outcome> + Send {
+    /// Each recipient of the job is answered by the script (as if the job
+    /// held only that recipient); the attempt takes as long as the slowest.
+    fn deliver(&self, job: DeliveryJob) -> impl std::future::Future<Output = Vec<Outcome>> + Send {
         let this = self.clone();
         async move {
             let mut f = this
@@ -74,29 +76,42 @@ impl Deliver for Agent {
                 assert!(n > 0, "message shorter than its reference");
                 got += n;
             }
-            let attempt = {
+            let mut answers = Vec::new();
+            {
                 let mut l = this.ledger.lock().unwrap();
                 let c = slot(job.channel);
                 l.now[c] += 1;
                 l.max[c] = l.max[c].max(l.now[c]);
-                l.calls
-                    .iter()
-                    .filter(|x| x.recipient == job.recipient)
-                    .count()
-            };
-            let (outcome, took) = (this.script)(&job, attempt);
+                for r in &job.recipients {
+                    let attempt = l.calls.iter().filter(|x| x.recipient == r.address).count();
+                    let one = DeliveryJob {
+                        recipients: vec![r.clone()],
+                        ..job.clone()
+                    };
+                    answers.push((this.script)(&one, attempt));
+                }
+            }
+            let took = answers.iter().map(|(_, t)| *t).max().unwrap_or_default();
             tokio::time::sleep(took).await;
             let mut l = this.ledger.lock().unwrap();
             l.now[slot(job.channel)] -= 1;
-            l.calls.push(Call {
-                at: qmail_io_sim::SimClock.unix_secs() - SIM_EPOCH_SECS,
-                sender: job.sender.clone(),
-                recipient: job.recipient.clone(),
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
-            outcome
+            let at = qmail_io_sim::SimClock.unix_secs() - SIM_EPOCH_SECS;
+            for r in &job.recipients {
+                l.calls.push(Call {
+                    at,
+                    sender: job.sender.clone(),
+                    recipient: r.address.clone(),
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                });
+            }
+            answers.into_iter().map(|(o, _)| o).collect()
         }
     }
+}
+
+/// The address of a one-recipient job (as the script sees every job).
+fn rcpt(job: &DeliveryJob) -> &str {
+    &job.recipients[0].address
 }
 
 thread_local! {
@@ -210,7 +225,7 @@ From: u2@sim.test\nTo: u1@sim.test\nSubject: transcript test\n\nHello u1.\n";
 fn log_lines_of_a_whole_message_life() {
     capture_log();
     let script: Script = Arc::new(|job, attempt| {
-        if job.recipient == "u3@sim.test" && attempt == 0 {
+        if rcpt(job) == "u3@sim.test" && attempt == 0 {
             (
                 Outcome::Deferral("Unable to lock mailbox. (#4.2.1)\n".into()),
                 Duration::from_millis(10),
@@ -239,7 +254,7 @@ fn log_lines_of_a_whole_message_life() {
 fn bounce_double_bounce_and_a_discarded_triple_bounce() {
     capture_log();
     let script: Script = Arc::new(|job, _| {
-        if job.recipient.starts_with("no") || job.recipient.starts_with("postmaster") {
+        if rcpt(job).starts_with("no") || rcpt(job).starts_with("postmaster") {
             (
                 Outcome::Failure(NO_MAILBOX.into()),
                 Duration::from_millis(10),
@@ -299,7 +314,7 @@ fn a_deferring_recipient_is_retried_on_schedule_and_bounced_after_queuelifetime(
     let mut c = control();
     c.queuelifetime = 20_000;
     let script: Script = Arc::new(|job, _| {
-        if job.recipient == "far@remote.test" {
+        if rcpt(job) == "far@remote.test" {
             (
                 Outcome::Deferral(
                     "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n".into(),
@@ -373,7 +388,7 @@ fn concurrency_limits_hold_under_a_random_mix_of_slow_and_fast_deliveries() {
             let mut r = durations.lock().unwrap();
             let took = Duration::from_millis(r.random_range(0..8000));
             // Some deliveries defer once (retried on the schedule).
-            if attempt == 0 && job.recipient.len() % 4 == 0 {
+            if attempt == 0 && rcpt(job).len().is_multiple_of(4) {
                 (Outcome::Deferral("try later\n".into()), took)
             } else {
                 (Outcome::Success("ok\n".into()), took)
@@ -439,7 +454,7 @@ fn sigalrm_retries_a_deferred_recipient_at_once() {
 #[test]
 fn a_crash_at_any_point_of_a_message_life_loses_nothing() {
     let script: Script = Arc::new(|job, _| {
-        if job.recipient.starts_with("nosuch") {
+        if rcpt(job).starts_with("nosuch") {
             (
                 Outcome::Failure(NO_MAILBOX.into()),
                 Duration::from_millis(10),

@@ -110,18 +110,18 @@ fn run(
             alias: user == "alias",
             fallback: None,
         };
-        let job = DeliveryJob {
-            id: MsgId(0),
-            channel: Channel::Local,
-            sender: sender.to_string(),
-            recipient: format!("{local}@{domain}"),
-            message: MessageRef {
+        let job = DeliveryJob::single(
+            MsgId(0),
+            Channel::Local,
+            sender,
+            format!("{local}@{domain}"),
+            0,
+            MessageRef {
                 path: message,
                 offset: 0,
                 len,
             },
-            number: 0,
-        };
+        );
         if !doit {
             return agent.describe(&who, &job).await;
         }

@@ -6,6 +6,13 @@
 //! UDP, TCP when truncated, messages encoded with hickory-proto), so the
 //! simulation sees every packet; tests of routing may use a table instead.
 
+pub mod config;
+pub mod message;
+mod stub;
+
+pub use config::{ConfigError, ResolverConfig};
+pub use stub::StubResolver;
+
 use std::future::Future;
 use std::net::IpAddr;
 

@@ -162,9 +162,24 @@ fn outcome(r: Result<String, Fail>) -> Outcome {
 }
 
 impl<E: Env> Deliver for LocalDelivery<E> {
-    async fn deliver(&self, job: DeliveryJob) -> Outcome {
-        outcome(self.inner.run(&job).await)
+    async fn deliver(&self, job: DeliveryJob) -> Vec<Outcome> {
+        // Local jobs carry one recipient; should one carry more, each is
+        // delivered on its own, in order.
+        let mut outcomes = Vec::with_capacity(job.recipients.len());
+        for r in &job.recipients {
+            let one = DeliveryJob {
+                recipients: vec![r.clone()],
+                ..job.clone()
+            };
+            outcomes.push(outcome(self.inner.run(&one).await));
+        }
+        outcomes
     }
+}
+
+/// The address a local job is for (local jobs carry exactly one).
+fn address(job: &DeliveryJob) -> &str {
+    job.recipients.first().map_or("", |r| r.address.as_str())
 }
 
 enum Fail {
@@ -359,7 +374,7 @@ impl<E: Env> Inner<E> {
     }
 
     async fn run(&self, job: &DeliveryJob) -> Result<String, Fail> {
-        let (local, _) = split(&job.recipient);
+        let (local, _) = split(address(job));
         let Some(target) = self.resolve(local).await? else {
             return Err(Fail::Permanent(NO_MAILBOX.into()));
         };
@@ -376,7 +391,7 @@ impl<E: Env> Inner<E> {
     ) -> Result<String, Fail> {
         let env = self.env();
         let fs = env.fs();
-        let (local, host) = split(&job.recipient);
+        let (local, host) = split(address(job));
         let start = env.clock().unix_secs();
 
         // The home directory: it must be safe to follow its .qmail files.

@@ -207,23 +207,44 @@ pub fn encode_bounce(addr: &str, reason: &str) -> Vec<u8> {
     out
 }
 
-/// Parses a bounce file; a torn last record (a crash mid-append) is ignored:
-/// its recipient is not marked done yet, so its failure will be recorded again.
+/// Parses a bounce file. What no whole record wrote is skipped: a run of
+/// NULs where a record should start (a hole left by an append whose sync
+/// failed and dropped it, with a later append synced after it) and a torn
+/// last record (a crash mid-append: its recipient is not marked done yet, so
+/// its failure will be recorded again).
 pub fn decode_bounce(b: &[u8]) -> Vec<(String, String)> {
+    bounce_records(b).0
+}
+
+/// The length of a bounce file's whole records: where the next append goes,
+/// past any torn tail.
+pub fn bounce_whole_len(b: &[u8]) -> usize {
+    bounce_records(b).1
+}
+
+fn bounce_records(b: &[u8]) -> (Vec<(String, String)>, usize) {
     let mut out = Vec::new();
-    let mut parts = b.split(|&c| c == 0);
-    while let (Some(a), Some(r)) = (parts.next(), parts.next()) {
+    let mut end = 0;
+    let mut pos = 0;
+    loop {
+        while b.get(pos) == Some(&0) {
+            pos += 1;
+        }
+        let Some(a) = b[pos..].iter().position(|&c| c == 0) else {
+            break;
+        };
+        let r_start = pos + a + 1;
+        let Some(r) = b[r_start..].iter().position(|&c| c == 0) else {
+            break;
+        };
         out.push((
-            String::from_utf8_lossy(a).into_owned(),
-            String::from_utf8_lossy(r).into_owned(),
+            String::from_utf8_lossy(&b[pos..pos + a]).into_owned(),
+            String::from_utf8_lossy(&b[r_start..r_start + r]).into_owned(),
         ));
+        pos = r_start + r + 1;
+        end = pos;
     }
-    // The split leaves an empty tail when the file ends with \0; a torn tail
-    // without its second \0 is dropped by the pairing above.
-    if b.last() != Some(&0) {
-        out.pop();
-    }
-    out
+    (out, end)
 }
 
 #[cfg(test)]
@@ -276,6 +297,25 @@ mod tests {
         assert_eq!(decode_bounce(&b).len(), 2);
         b.truncate(b.len() - 2);
         assert_eq!(decode_bounce(&b), vec![("a@b".into(), "Sorry.".into())]);
+        assert_eq!(bounce_whole_len(&b), encode_bounce("a@b", "Sorry.").len());
+    }
+
+    #[test]
+    fn bounce_records_skip_a_hole_no_record_wrote() {
+        // An 11-byte record dropped by a failed sync, a later one synced:
+        // an odd run of NULs, which must not shift the pairing.
+        let mut b = encode_bounce("a@b", "Sorry.");
+        let dropped = encode_bounce("c@d", "No now.");
+        b.extend(std::iter::repeat_n(0, dropped.len()));
+        b.extend_from_slice(&encode_bounce("e@f", "Gone."));
+        assert_eq!(
+            decode_bounce(&b),
+            vec![
+                ("a@b".into(), "Sorry.".into()),
+                ("e@f".into(), "Gone.".into())
+            ]
+        );
+        assert_eq!(bounce_whole_len(&b), b.len());
     }
 
     proptest! {

@@ -5,8 +5,8 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::format::{
-    Envelope, HEADER_LEN, MessageHeader, decode_bounce, decode_records, encode_bounce,
-    encode_records,
+    Envelope, HEADER_LEN, MessageHeader, bounce_whole_len, decode_bounce, decode_records,
+    encode_bounce, encode_records,
 };
 use super::layout::{SPLIT, id_of, parent};
 use super::{MsgId, Queue, QueueError};
@@ -202,7 +202,7 @@ impl<E: Env> Queue<E> {
     /// Takes a committed message in: splits its recipients into local and
     /// remote state files as `route` says (which also gives the address to
     /// deliver to, rewritten by routing), makes them durable, then moves the
-    /// message from `todo/` to `mess/`. Safe to repeat after a crash: the state
+    /// message from `todo/` to `mess/` (link, sync, unlink, sync). Safe to repeat after a crash: the state
     /// files are rewritten from the envelope, which nothing has acted on yet.
     pub async fn preprocess(
         &self,
@@ -221,11 +221,23 @@ impl<E: Env> Queue<E> {
         }
         let local_rcpts = write_state(fs, &l.local(id), &local).await?;
         let remote_rcpts = write_state(fs, &l.remote(id), &remote).await?;
+        // qmail's order, which holds without a journal too: the new name is
+        // durable before the old one goes, and the old one's removal is
+        // durable before anything acts on the message (else a crash could
+        // bring the todo/ name back after the message was delivered and
+        // removed). A crash in between leaves both names, which recovery
+        // resolves by dropping the todo/ one.
         let mess = l.mess(id);
-        fs.rename(&l.todo(id), &mess).await?;
-        // Syncing either directory makes the rename durable (docs/queue.md);
-        // should it be lost, the message is taken in again from todo/.
+        match fs.link(&l.todo(id), &mess).await {
+            Ok(()) => {}
+            // An earlier intake of this message linked it and then failed:
+            // ids are inode numbers, so the name is this very file.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
         fs.sync_dir(parent(&mess)).await?;
+        remove_if_exists(fs, &l.todo(id)).await?;
+        self.todo_sync.sync(fs).await?;
         // The state is what was just written: no need to read it back.
         Ok(MessageState {
             id,
@@ -321,11 +333,27 @@ impl<E: Env> Queue<E> {
     ) -> Result<(), QueueError> {
         let fs = self.env.fs();
         let path = self.layout.bounce(id);
-        let mut f = fs
-            .open(&path, &OpenOptions::append().with_mode(0o600))
-            .await?;
+        let opts = OpenOptions {
+            read: true,
+            ..OpenOptions::append()
+        };
+        let mut f = fs.open(&path, &opts.with_mode(0o600)).await?;
+        // Append after the last whole record: a torn one a crash left is
+        // cut off, so the new record never joins its fragments.
+        let mut old = Vec::new();
+        f.read_to_end(&mut old).await?;
+        let whole = bounce_whole_len(&old) as u64;
+        if whole < old.len() as u64 {
+            f.set_len(whole).await?;
+        }
         f.write_all(&encode_bounce(rcpt, reason)).await?;
-        f.sync_all().await?;
+        if let Err(e) = f.sync_all().await {
+            // The failed sync may have dropped the record while readers
+            // still see it (fsyncgate): cut it off, so the retry appends it
+            // where it belongs instead of after a hole of NULs on the disk.
+            let _ = f.set_len(whole).await;
+            return Err(e.into());
+        }
         // Every time, not only when this call created the file: an earlier
         // call whose directory sync failed left a name that is visible but
         // not durable, and the done mark that follows must not outlive it.

@@ -119,11 +119,17 @@ impl Active {
 }
 
 /// A finished attempt, as the delivery task reports it once it has made
-/// the outcome durable.
+/// the outcomes durable.
 struct Completion {
-    number: u64,
     id: MsgId,
     channel: Channel,
+    /// One per recipient of the job, in its order.
+    results: Vec<RcptResult>,
+}
+
+/// One recipient's part of a finished attempt.
+struct RcptResult {
+    number: u64,
     index: usize,
     /// The outcome (a deferral past the queue lifetime already turned into
     /// a failure).
@@ -456,26 +462,25 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         m.in_flight[c] += 1;
         self.busy[c] += 1;
         let rcpt = m.state.recipients(ch)[index].clone();
-        let job = DeliveryJob {
+        let job = DeliveryJob::single(
             id,
-            channel: ch,
-            sender: m.state.sender.clone(),
-            recipient: rcpt.address.clone(),
-            message: MessageRef {
+            ch,
+            m.state.sender.clone(),
+            rcpt.address.clone(),
+            number,
+            MessageRef {
                 path,
                 offset: HEADER_LEN as u64,
                 len: m.state.header.len,
             },
-            number,
-        };
+        );
         let dying = is_dying(m.state.header.birth, now, lifetime);
         emit(&log::starting(number, id, ch, &rcpt.address));
         self.status();
         let task = DeliveryTask {
             queue: self.queue.clone(),
             job,
-            rcpt,
-            index,
+            rcpts: vec![(index, rcpt)],
             dying,
             done: self.done_tx.clone(),
         };
@@ -489,12 +494,9 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
     /// follows.
     async fn complete(&mut self, done: Completion) {
         let Completion {
-            number,
             id,
             channel: ch,
-            index,
-            outcome,
-            recorded,
+            results,
         } = done;
         let c = ci(ch);
         let now = self.now();
@@ -503,35 +505,43 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             return;
         };
         m.in_flight[c] -= 1;
-        m.busy.remove(&(c, index));
-        let (kind, text) = match &outcome {
-            Outcome::Success(t) => ("success", t),
-            Outcome::Failure(t) => ("failure", t),
-            Outcome::Deferral(t) => ("deferral", t),
-        };
-        emit(&log::delivery(number, kind, text));
-        match recorded {
-            Recorded::Done => {
-                if matches!(outcome, Outcome::Failure(_)) {
+        for RcptResult {
+            number,
+            index,
+            outcome,
+            recorded,
+        } in results
+        {
+            m.busy.remove(&(c, index));
+            let (kind, text) = match &outcome {
+                Outcome::Success(t) => ("success", t),
+                Outcome::Failure(t) => ("failure", t),
+                Outcome::Deferral(t) => ("deferral", t),
+            };
+            emit(&log::delivery(number, kind, text));
+            match recorded {
+                Recorded::Done => {
+                    if matches!(outcome, Outcome::Failure(_)) {
+                        m.state.bounce_pending = true;
+                    }
+                    let list = match ch {
+                        Channel::Local => &mut m.state.local,
+                        Channel::Remote => &mut m.state.remote,
+                    };
+                    if let Some(r) = list.get_mut(index) {
+                        r.done = true;
+                    }
+                }
+                Recorded::Nothing => {}
+                // Not done: the recipient is tried again on the schedule (a
+                // possible duplicate, never a loss).
+                Recorded::FailureOnly(e) => {
                     m.state.bounce_pending = true;
+                    tracing::warn!("unable to record delivery {number} of msg {id}: {e}");
                 }
-                let list = match ch {
-                    Channel::Local => &mut m.state.local,
-                    Channel::Remote => &mut m.state.remote,
-                };
-                if let Some(r) = list.get_mut(index) {
-                    r.done = true;
+                Recorded::Failed(e) => {
+                    tracing::warn!("unable to record delivery {number} of msg {id}: {e}");
                 }
-            }
-            Recorded::Nothing => {}
-            // Not done: the recipient is tried again on the schedule (a
-            // possible duplicate, never a loss).
-            Recorded::FailureOnly(e) => {
-                m.state.bounce_pending = true;
-                tracing::warn!("unable to record delivery {number} of msg {id}: {e}");
-            }
-            Recorded::Failed(e) => {
-                tracing::warn!("unable to record delivery {number} of msg {id}: {e}");
             }
         }
         // The pass is over when nothing is in flight and nothing is left to
@@ -701,14 +711,15 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
 }
 
 /// One delivery attempt, run as a task of its own: the agent's attempt,
-/// then the checkpoint that makes its outcome durable, then the report to
+/// then the checkpoints that make its outcomes durable, then the report to
 /// the scheduler. Checkpoints of concurrent deliveries thus run in
 /// parallel, and the scheduler never waits on a disk for them.
 struct DeliveryTask<E: Env> {
     queue: Queue<E>,
     job: DeliveryJob,
-    rcpt: Recipient,
-    index: usize,
+    /// The job's recipients (index in the channel's list, queue record), in
+    /// the order of `job.recipients`.
+    rcpts: Vec<(usize, Recipient)>,
     /// The attempt started after the queue lifetime: a deferral is final.
     dying: bool,
     done: mpsc::UnboundedSender<Completion>,
@@ -723,50 +734,75 @@ impl<E: Env> DeliveryTask<E> {
         let DeliveryTask {
             queue,
             job,
-            rcpt,
-            index,
+            rcpts,
             dying,
             done,
         } = self;
-        let (id, ch, number) = (job.id, job.channel, job.number);
+        let (id, ch) = (job.id, job.channel);
+        let numbers: Vec<u64> = job.recipients.iter().map(|r| r.number).collect();
         if queue.env().planted(Plant::DoneBeforeDeliver) {
-            let _ = queue.mark_done(id, ch, &rcpt).await;
+            for (_, rcpt) in &rcpts {
+                let _ = queue.mark_done(id, ch, rcpt).await;
+            }
         }
         // A panicking agent is a deferral, not a dead scheduler.
         let attempt = tokio::spawn(async move { agent.deliver(job).await });
-        let mut outcome = attempt
-            .await
-            .unwrap_or_else(|_| Outcome::Deferral("Delivery agent crashed. (#4.3.0)\n".into()));
-        if let (Outcome::Deferral(text), true) = (&outcome, dying) {
-            outcome = Outcome::Failure(format!(
-                "{}I'm not going to try again; this message has been in the queue too long.\n",
-                with_newline(text)
-            ));
-        }
-        let recorded = match &outcome {
-            Outcome::Success(_) => match queue.mark_done(id, ch, &rcpt).await {
-                Ok(()) => Recorded::Done,
-                Err(e) => Recorded::Failed(e.to_string()),
-            },
-            // The failure is durable before the recipient is done, so a
-            // crash in between repeats the attempt, never loses the bounce.
-            Outcome::Failure(text) => match queue.record_failure(id, &rcpt.address, text).await {
-                Ok(()) => match queue.mark_done(id, ch, &rcpt).await {
-                    Ok(()) => Recorded::Done,
-                    Err(e) => Recorded::FailureOnly(e.to_string()),
-                },
-                Err(e) => Recorded::Failed(e.to_string()),
-            },
-            Outcome::Deferral(_) => Recorded::Nothing,
+        let mut outcomes = attempt.await.unwrap_or_default();
+        // An agent that reported too few outcomes (or crashed) deferred the
+        // rest: never a success nobody reported.
+        let missing = if outcomes.is_empty() {
+            "Delivery agent crashed. (#4.3.0)\n"
+        } else {
+            "Delivery agent reported no outcome for this recipient. (#4.3.0)\n"
         };
+        outcomes.resize_with(rcpts.len(), || Outcome::Deferral(missing.into()));
+        let mut results = Vec::with_capacity(rcpts.len());
+        for (((index, rcpt), number), mut outcome) in rcpts.into_iter().zip(numbers).zip(outcomes) {
+            if let (Outcome::Deferral(text), true) = (&outcome, dying) {
+                outcome = Outcome::Failure(format!(
+                    "{}I'm not going to try again; this message has been in the queue too long.\n",
+                    with_newline(text)
+                ));
+            }
+            let recorded = record(&queue, id, ch, &rcpt, &outcome).await;
+            results.push(RcptResult {
+                number,
+                index,
+                outcome,
+                recorded,
+            });
+        }
         let _ = done.send(Completion {
-            number,
             id,
             channel: ch,
-            index,
-            outcome,
-            recorded,
+            results,
         });
+    }
+}
+
+/// Makes one recipient's outcome durable.
+async fn record<E: Env>(
+    queue: &Queue<E>,
+    id: MsgId,
+    ch: Channel,
+    rcpt: &Recipient,
+    outcome: &Outcome,
+) -> Recorded {
+    match outcome {
+        Outcome::Success(_) => match queue.mark_done(id, ch, rcpt).await {
+            Ok(()) => Recorded::Done,
+            Err(e) => Recorded::Failed(e.to_string()),
+        },
+        // The failure is durable before the recipient is done, so a crash
+        // in between repeats the attempt, never loses the bounce.
+        Outcome::Failure(text) => match queue.record_failure(id, &rcpt.address, text).await {
+            Ok(()) => match queue.mark_done(id, ch, rcpt).await {
+                Ok(()) => Recorded::Done,
+                Err(e) => Recorded::FailureOnly(e.to_string()),
+            },
+            Err(e) => Recorded::Failed(e.to_string()),
+        },
+        Outcome::Deferral(_) => Recorded::Nothing,
     }
 }
 

@@ -2,7 +2,7 @@
 //! the body in pieces, then the envelope, with the process's own uid and
 //! pid in the queue's header.
 
-use qmail_core::deliver::{DeliveryJob, MessageRef};
+use qmail_core::deliver::{DeliveryJob, MessageRef, Outcome};
 use qmail_core::env::Env;
 use qmail_core::queue::{Channel, Envelope, MsgId, Queue, QueueError};
 
@@ -34,14 +34,20 @@ pub async fn local_job<E: Env>(
 ) -> Result<DeliveryJob, QueueError> {
     let id = inject(queue, &envelope(sender, &[recipient]), body).await?;
     let (path, offset, len) = queue.message_location(id).await?;
-    Ok(DeliveryJob {
+    Ok(DeliveryJob::single(
         id,
-        channel: Channel::Local,
-        sender: sender.into(),
-        recipient: recipient.into(),
-        message: MessageRef { path, offset, len },
-        number: 1,
-    })
+        Channel::Local,
+        sender,
+        recipient,
+        1,
+        MessageRef { path, offset, len },
+    ))
+}
+
+/// The one outcome of a one-recipient job.
+pub fn only(mut outcomes: Vec<Outcome>) -> Outcome {
+    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
+    outcomes.remove(0)
 }
 
 /// An envelope from `sender` to `recipients`.
