@@ -120,6 +120,7 @@ fn main() {
     // On the project's disk, not a tmpfs: fsync must cost what it costs.
     let home = init_home(Some(Path::new(".")), None);
     set_control(home.path(), "concurrencyincoming", "100");
+    set_control(home.path(), "concurrencyperip", "100");
     let server = QmailRun::start(home);
     let maildir: PathBuf = server.home.path().join("mailboxes/user/Maildir/new");
     let cpu0 = server.cpu();

@@ -20,10 +20,13 @@ mod support;
 use support::{QmailRun, bench_message, init_home, set_control, smtp_reply};
 
 /// A fresh server in the current directory (the project's disk, not a
-/// tmpfs); `concurrency` sets control/concurrencyincoming.
+/// tmpfs); `concurrency` sets control/concurrencyincoming and
+/// control/concurrencyperip.
 fn start(concurrency: u32) -> QmailRun {
     let home = init_home(Some(Path::new(".")), None);
     set_control(home.path(), "concurrencyincoming", &concurrency.to_string());
+    // Every session comes from 127.0.0.1: lift the per-address limit too.
+    set_control(home.path(), "concurrencyperip", &concurrency.to_string());
     QmailRun::start(home)
 }
 

@@ -5,10 +5,26 @@
 use std::path::PathBuf;
 
 pub mod helper;
+pub mod inject;
 pub mod send;
 pub mod trigger;
+pub mod wrappers;
 
 use qmail_core::home::{DEFAULT_HOME, Home};
+
+/// Where `qmail` (init, run, qstat, qread) keeps its installation unless
+/// `--home` or `$QMAIL_HOME` says otherwise: the embedded default.
+pub const EMBEDDED_HOME: &str = "qmail-home";
+
+/// If the first argument is `--help`, prints `usage` on standard output and
+/// exits 0: a program asked for help does nothing else (no maildir named
+/// `--help`, no SMTP session).
+pub fn answer_help(usage: &str) {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "--help") {
+        print!("{usage}");
+        std::process::exit(0);
+    }
+}
 
 /// The installation: `flag` (a `--home` argument) if given, else
 /// `$QMAIL_HOME`, else `default`. Relative paths are made absolute.
@@ -46,14 +62,23 @@ pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-/// Runs a queue report (qmail-qread, qmail-qstat) and prints it; on failure
-/// says why on stderr and exits 111, as qmail's tools do.
-pub fn print_queue_report<F, Fut>(program: &str, report: F) -> std::process::ExitCode
+/// Runs a queue report (qmail-qread, qmail-qstat) on the queue of `home`
+/// and prints it; on failure says why on stderr and exits 111, as qmail's
+/// tools do. A missing queue is such a failure, not an empty report: it
+/// usually means the wrong installation.
+pub fn print_queue_report<F, Fut>(program: &str, home: &Home, report: F) -> std::process::ExitCode
 where
     F: FnOnce(qmail_core::queue::Queue<qmail_io_real::RealEnv>) -> Fut,
     Fut: std::future::Future<Output = Result<String, qmail_core::queue::QueueError>>,
 {
-    let queue = qmail_core::queue::Queue::new(qmail_io_real::RealEnv::new(), home().queue());
+    let queue = qmail_core::queue::Queue::new(qmail_io_real::RealEnv::new(), home.queue());
+    if !queue.layout().todo_dir().is_dir() {
+        eprintln!(
+            "{program}: fatal: no queue at {} (set QMAIL_HOME)",
+            home.queue().display()
+        );
+        return std::process::ExitCode::from(111);
+    }
     let result = runtime()
         .map_err(|e| e.to_string())
         .and_then(|rt| rt.block_on(report(queue)).map_err(|e| e.to_string()));
@@ -72,8 +97,10 @@ where
 /// The log setup of the long-running programs: qmail-send's lines go to
 /// standard error bare, exactly as qmail-send writes them (multilog or the
 /// journal adds the time); everything else as `RUST_LOG` says (default
-/// `info`), with its level and target.
+/// `info`), with its level and target, coloured only on a terminal (escape
+/// codes in a log file or the journal are noise).
 pub fn init_logging() {
+    use std::io::IsTerminal;
     use tracing_subscriber::filter::{EnvFilter, Targets};
     use tracing_subscriber::prelude::*;
     let qmail_lines = tracing_subscriber::fmt::layer()
@@ -87,6 +114,7 @@ pub fn init_logging() {
         );
     let other = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_filter(
             EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| EnvFilter::new("info"))

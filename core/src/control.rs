@@ -47,37 +47,45 @@ async fn read_text<F: Fs>(fs: &F, path: &Path) -> Result<Option<String>, Control
     }
 }
 
+/// The value of a line file's text: its first line, trailing blanks dropped.
+pub fn parse_line(text: &str) -> String {
+    trim_end(text.lines().next().unwrap_or("")).to_string()
+}
+
+/// The value of a number file's text (`path` names it in the error).
+pub fn parse_number(text: &str, path: &Path) -> Result<u64, ControlError> {
+    let v = parse_line(text);
+    v.trim().parse().map_err(|_| ControlError::NotANumber {
+        path: path.to_path_buf(),
+        value: v,
+    })
+}
+
+/// The entries of a list file's text: comments and empty lines skipped.
+pub fn parse_list(text: &str) -> Vec<String> {
+    text.lines()
+        .map(trim_end)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect()
+}
+
 /// The first line of a control file, or `None` if the file does not exist.
 pub async fn read_line<F: Fs>(fs: &F, path: &Path) -> Result<Option<String>, ControlError> {
-    Ok(read_text(fs, path)
-        .await?
-        .map(|t| trim_end(t.lines().next().unwrap_or("")).to_string()))
+    Ok(read_text(fs, path).await?.map(|t| parse_line(&t)))
 }
 
 /// A number from a control file, or `None` if the file does not exist.
 pub async fn read_number<F: Fs>(fs: &F, path: &Path) -> Result<Option<u64>, ControlError> {
-    match read_line(fs, path).await? {
-        None => Ok(None),
-        Some(v) => v
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| ControlError::NotANumber {
-                path: path.to_path_buf(),
-                value: v,
-            }),
-    }
+    read_text(fs, path)
+        .await?
+        .map(|t| parse_number(&t, path))
+        .transpose()
 }
 
 /// The entries of a list control file, or `None` if the file does not exist.
 pub async fn read_list<F: Fs>(fs: &F, path: &Path) -> Result<Option<Vec<String>>, ControlError> {
-    Ok(read_text(fs, path).await?.map(|t| {
-        t.lines()
-            .map(trim_end)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(str::to_string)
-            .collect()
-    }))
+    Ok(read_text(fs, path).await?.map(|t| parse_list(&t)))
 }
 
 /// A set of host names as `locals` and `rcpthosts` hold them. Matching is

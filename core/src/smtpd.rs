@@ -3,34 +3,54 @@
 //! queue, the listener that holds many connections in one process, and the
 //! control files that configure it.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 use crate::control::{self, ControlError};
 use crate::date;
 use crate::env::{Clock, Env, Exec, ExitCode, NetListener, QueueProgram};
 use crate::home::Home;
+use crate::logsafe::logsafe;
 use crate::queue::{Envelope, Injection, Queue, qq_text};
 use crate::smtp::{
     Action, CommitOutcome, InvokedFrom, RcptHosts, RemoteInfo, SmtpConfig, SmtpSession,
     queue_received_line,
 };
 
+/// Default of `control/concurrencyincoming`.
+pub const DEFAULT_CONCURRENCY: usize = 100;
+/// Default of `control/concurrencyperip`.
+pub const DEFAULT_CONCURRENCY_PER_IP: usize = 20;
+/// Default of `control/timeoutsmtpd`, qmail's.
+pub const DEFAULT_TIMEOUT: u64 = 1200;
+/// Default of `control/timeoutsmtpddata`.
+pub const DEFAULT_DATA_TIMEOUT: u64 = 3600;
+
 /// qmail-smtpd's settings from the control files.
 #[derive(Debug, Clone)]
 pub struct SmtpdControl {
     pub session: SmtpConfig,
-    /// `control/timeoutsmtpd`: seconds to wait for each read (default 1200).
+    /// `control/timeoutsmtpd`: seconds to wait for each read, and (ours) for
+    /// a whole command line from its first byte (default 1200).
     pub timeout: Duration,
+    /// `control/timeoutsmtpddata` (ours): seconds a whole DATA may take,
+    /// from the `354` to the final dot (default 3600).
+    pub data_timeout: Duration,
     /// `control/concurrencyincoming`: connections served at once (ours; by
-    /// default 100, tcpserver's own default is 40).
+    /// default 100, tcpserver's own default is 40). Connections over the
+    /// limit are answered `421` and closed.
     pub max_connections: usize,
+    /// `control/concurrencyperip` (ours): connections served at once for one
+    /// client address (default 20), so one client cannot take every slot.
+    pub max_per_ip: usize,
     /// `$QMAILQUEUE`: a program with qmail-queue's interface that takes each
     /// message instead of the queue (a filter, typically). Set by the caller.
     pub queue_program: Option<PathBuf>,
@@ -38,7 +58,8 @@ pub struct SmtpdControl {
 
 impl SmtpdControl {
     /// Reads `me`, `smtpgreeting`, `rcpthosts`, `morercpthosts`, `databytes`,
-    /// `timeoutsmtpd` and `concurrencyincoming` with qmail's defaults.
+    /// `timeoutsmtpd`, `timeoutsmtpddata`, `concurrencyincoming` and
+    /// `concurrencyperip` with their defaults.
     pub async fn load<E: Env>(env: &E, home: &Home) -> Result<Self, ControlError> {
         let fs = env.fs();
         let c = |name: &str| home.control_file(name);
@@ -67,17 +88,34 @@ impl SmtpdControl {
         session.remote.local = me;
         let timeout = control::read_number(fs, &c("timeoutsmtpd"))
             .await?
-            .unwrap_or(1200);
+            .unwrap_or(DEFAULT_TIMEOUT);
+        let data_timeout = control::read_number(fs, &c("timeoutsmtpddata"))
+            .await?
+            .unwrap_or(DEFAULT_DATA_TIMEOUT);
+        let count = |n: u64| n.clamp(1, 100_000) as usize;
         let max_connections = control::read_number(fs, &c("concurrencyincoming"))
             .await?
-            .unwrap_or(100)
-            .clamp(1, 100_000) as usize;
+            .map_or(DEFAULT_CONCURRENCY, count);
+        let max_per_ip = control::read_number(fs, &c("concurrencyperip"))
+            .await?
+            .map_or(DEFAULT_CONCURRENCY_PER_IP, count);
         Ok(SmtpdControl {
             session,
             timeout: Duration::from_secs(timeout.max(1)),
+            data_timeout: Duration::from_secs(data_timeout.max(1)),
             max_connections,
+            max_per_ip,
             queue_program: None,
         })
+    }
+
+    /// The time limits of one connection.
+    pub fn timeouts(&self) -> Timeouts {
+        Timeouts {
+            read: self.timeout,
+            line: self.timeout,
+            data: self.data_timeout,
+        }
     }
 }
 
@@ -87,6 +125,27 @@ pub struct SessionStats {
     pub accepted: u64,
     pub refused: u64,
     pub timed_out: bool,
+}
+
+/// How long a client may take: for each read, for a whole command line from
+/// its first byte, and for a whole DATA from the `354` to the final dot. The
+/// last two keep a client that trickles bytes from holding a slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timeouts {
+    pub read: Duration,
+    pub line: Duration,
+    pub data: Duration,
+}
+
+impl From<Duration> for Timeouts {
+    /// The same limit for everything.
+    fn from(d: Duration) -> Self {
+        Timeouts {
+            read: d,
+            line: d,
+            data: d,
+        }
+    }
 }
 
 /// Reads at most this much per read: the session's memory does not depend
@@ -101,14 +160,20 @@ pub async fn serve_connection<E, S>(
     queue_program: Option<&Path>,
     mut stream: S,
     config: SmtpConfig,
-    timeout: Duration,
+    timeouts: impl Into<Timeouts>,
 ) -> io::Result<SessionStats>
 where
     E: Env,
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let timeouts = timeouts.into();
     let env = queue.env().clone();
+    let peer = logsafe(&config.remote.ip);
     let mut session = SmtpSession::new(config);
+    // When the line or the DATA under way must be complete.
+    let mut line_deadline = None;
+    let mut data_deadline = None;
+    let mut commands_seen = 0;
     let mut stats = SessionStats::default();
     let mut message: Option<Message<E>> = None;
     let mut out = Vec::new();
@@ -116,9 +181,41 @@ where
     send(&mut stream, &mut out).await?;
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
-        let n = match tokio::time::timeout(timeout, stream.read(&mut buf)).await {
+        let now = Instant::now();
+        // A line that began in an earlier read keeps its deadline; a
+        // completed line, or a new one after it, does not.
+        let commands = session.commands_read();
+        if commands != commands_seen {
+            commands_seen = commands;
+            line_deadline = None;
+        }
+        line_deadline = session
+            .mid_line()
+            .then(|| line_deadline.unwrap_or(now + timeouts.line));
+        data_deadline = session
+            .in_data()
+            .then(|| data_deadline.unwrap_or(now + timeouts.data));
+        let mut deadline = (now + timeouts.read, "no input for", timeouts.read);
+        for (d, what, limit) in [
+            (
+                line_deadline,
+                "command line not complete after",
+                timeouts.line,
+            ),
+            (data_deadline, "DATA not complete after", timeouts.data),
+        ] {
+            if let Some(d) = d.filter(|d| *d < deadline.0) {
+                deadline = (d, what, limit);
+            }
+        }
+        let n = match tokio::time::timeout_at(deadline.0, stream.read(&mut buf)).await {
             Ok(r) => r?,
             Err(_) => {
+                let (_, what, limit) = deadline;
+                tracing::info!(
+                    "smtpd: timeout from {peer}: {what} {} s, closing",
+                    limit.as_secs()
+                );
                 // qmail-smtpd's words when a client goes quiet.
                 out.extend_from_slice(b"451 timeout (#4.4.2)\r\n");
                 let _ = send(&mut stream, &mut out).await;
@@ -141,6 +238,7 @@ where
                 let fed = session.feed(input, now);
                 input = &input[fed.consumed..];
                 actions.extend(fed.actions);
+                log_refusals(&peer, &mut session);
             }
             let mut closed = false;
             for action in actions.drain(..) {
@@ -201,6 +299,18 @@ where
         if !out.is_empty() {
             send(&mut stream, &mut out).await?;
         }
+    }
+}
+
+/// Logs the MAIL and RCPT commands the session refused.
+fn log_refusals(peer: &str, session: &mut SmtpSession) {
+    for r in session.take_refusals() {
+        tracing::info!(
+            "smtpd: refused {} <{}> from {peer}: {}",
+            r.command,
+            logsafe(&r.address),
+            r.reason
+        );
     }
 }
 
@@ -316,26 +426,35 @@ impl<E: Env> Message<E> {
     }
 }
 
-/// Serves SMTP on `listener` until `stop` resolves, at most
-/// `control.max_connections` connections at once (the others wait in the
-/// kernel's backlog, as with tcpserver's limit).
+/// Serves SMTP on `listener` until `stop` resolves, with fixed settings
+/// (see [`serve_reloadable`]).
 pub async fn serve<E: Env, L: NetListener>(
     queue: Queue<E>,
     listener: L,
     control: SmtpdControl,
     stop: impl std::future::Future<Output = ()>,
 ) -> io::Result<()> {
-    let limit = Arc::new(Semaphore::new(control.max_connections));
-    let control = Arc::new(control);
+    let (_keep, controls) = watch::channel(Arc::new(control));
+    serve_reloadable(queue, listener, controls, stop).await
+}
+
+/// Serves SMTP on `listener` until `stop` resolves. Each new connection
+/// takes the settings `controls` holds when it arrives (a reload applies to
+/// the next session). At most `max_connections` sessions run at once, and at
+/// most `max_per_ip` from one client address; a connection over either limit
+/// is answered `421` and closed at once, and the refusal logged, so clients
+/// are never left waiting in the kernel's backlog without a word.
+pub async fn serve_reloadable<E: Env, L: NetListener>(
+    queue: Queue<E>,
+    listener: L,
+    controls: watch::Receiver<Arc<SmtpdControl>>,
+    stop: impl std::future::Future<Output = ()>,
+) -> io::Result<()> {
+    let slots = Arc::new(Slots::default());
     tokio::pin!(stop);
     loop {
         // Biased: tokio's fair select draws from an unseeded generator,
         // which a deterministic simulation cannot allow.
-        let permit = tokio::select! {
-            biased;
-            _ = &mut stop => return Ok(()),
-            p = Arc::clone(&limit).acquire_owned() => p.map_err(io::Error::other)?,
-        };
         let (stream, peer) = tokio::select! {
             biased;
             _ = &mut stop => return Ok(()),
@@ -349,17 +468,128 @@ pub async fn serve<E: Env, L: NetListener>(
                 }
             },
         };
-        let queue = queue.clone();
-        let control = Arc::clone(&control);
-        tokio::spawn(async move {
-            let config = connection_config(&control.session, peer);
-            let program = control.queue_program.as_deref();
-            match serve_connection(&queue, program, stream, config, control.timeout).await {
-                Ok(stats) => tracing::debug!(%peer, ?stats, "smtp session ended"),
-                Err(e) => tracing::debug!(%peer, "smtp session failed: {e}"),
+        let control = Arc::clone(&controls.borrow());
+        match slots.take(peer.ip(), control.max_connections, control.max_per_ip) {
+            Ok(slot) => {
+                let queue = queue.clone();
+                tokio::spawn(async move {
+                    let config = connection_config(&control.session, peer);
+                    let program = control.queue_program.as_deref();
+                    let timeouts = control.timeouts();
+                    match serve_connection(&queue, program, stream, config, timeouts).await {
+                        Ok(stats) => tracing::debug!(%peer, ?stats, "smtp session ended"),
+                        Err(e) => tracing::debug!(%peer, "smtp session failed: {e}"),
+                    }
+                    drop(slot);
+                });
             }
-            drop(permit);
-        });
+            Err(why) => {
+                let ip = logsafe(&peer.ip().to_string());
+                tracing::info!("smtpd: refused connection from {ip}: {why}");
+                // The refusal itself is bounded too: a flood beyond it is
+                // closed without a word rather than grow without limit.
+                let Some(refusing) = slots.take_refusing(control.max_connections) else {
+                    continue;
+                };
+                let text = format!(
+                    "421 {} too many connections, try again later (#4.3.2)\r\n",
+                    control.session.greeting
+                );
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout(REFUSAL_TIME, async {
+                        stream.write_all(text.as_bytes()).await?;
+                        stream.flush().await?;
+                        stream.shutdown().await
+                    })
+                    .await;
+                    drop(refusing);
+                });
+            }
+        }
+    }
+}
+
+/// The longest a `421` refusal may take to write.
+const REFUSAL_TIME: Duration = Duration::from_secs(5);
+
+/// The connections being served, in all and per client address, and the
+/// refusals being written.
+#[derive(Debug, Default)]
+struct Slots {
+    counts: Mutex<SlotCounts>,
+}
+
+#[derive(Debug, Default)]
+struct SlotCounts {
+    total: usize,
+    refusing: usize,
+    per_ip: BTreeMap<IpAddr, usize>,
+}
+
+/// One connection's place in [`Slots`], given back when dropped.
+struct Slot {
+    slots: Arc<Slots>,
+    ip: Option<IpAddr>,
+}
+
+impl Slots {
+    fn counts(&self) -> std::sync::MutexGuard<'_, SlotCounts> {
+        // The counts stay consistent even if a holder panicked.
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for a session from `ip`, or why there is none.
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize, max_per_ip: usize) -> Result<Slot, String> {
+        let mut c = self.counts();
+        if c.total >= max {
+            return Err(format!(
+                "{} connections, concurrencyincoming is {max}",
+                c.total
+            ));
+        }
+        let mine = c.per_ip.get(&ip).copied().unwrap_or(0);
+        if mine >= max_per_ip {
+            return Err(format!(
+                "{mine} connections from this address, concurrencyperip is {max_per_ip}"
+            ));
+        }
+        c.total += 1;
+        c.per_ip.insert(ip, mine + 1);
+        Ok(Slot {
+            slots: Arc::clone(self),
+            ip: Some(ip),
+        })
+    }
+
+    /// A slot for writing one refusal, if fewer than `max` are being written.
+    fn take_refusing(self: &Arc<Self>, max: usize) -> Option<Slot> {
+        let mut c = self.counts();
+        if c.refusing >= max {
+            return None;
+        }
+        c.refusing += 1;
+        Some(Slot {
+            slots: Arc::clone(self),
+            ip: None,
+        })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut c = self.slots.counts();
+        let Some(ip) = self.ip else {
+            c.refusing -= 1;
+            return;
+        };
+        c.total -= 1;
+        if let Some(n) = c.per_ip.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                c.per_ip.remove(&ip);
+            }
+        }
     }
 }
 

@@ -637,3 +637,48 @@ fn received_line_is_first_and_dated() {
         ]
     );
 }
+
+#[test]
+fn control_characters_and_long_local_parts_are_refused() {
+    let mut t = Transcript::new(bench());
+    t.line("EHLO client.example")
+        .line("MAIL FROM:<a\rX-Injected: yes@b.example>")
+        .line("MAIL FROM:<\"a\\\tb\"@b.example>")
+        .line("MAIL FROM:<a@b.example>")
+        .line("RCPT TO:<\"a\rX-Injected: yes\"@bench.test>")
+        .line("RCPT TO:<a\u{1b}[31m@bench.test>")
+        .line("RCPT TO:<a\u{85}@bench.test>")
+        .line(&format!("RCPT TO:<{}@bench.test>", "l".repeat(249)))
+        .line(&format!("RCPT TO:<{}@bench.test>", "l".repeat(248)))
+        .line(&format!("RCPT TO:<{}@bench.test>", "/".repeat(85)))
+        .line(&format!("RCPT TO:<{}@bench.test>", "/".repeat(86)))
+        .line("RCPT TO:<a/b@bench.test>")
+        .line("QUIT");
+    insta::assert_snapshot!(t.finish());
+}
+
+#[test]
+fn refusals_are_kept_for_the_log() {
+    let mut s = SmtpSession::new(bench());
+    let input = b"HELO c\r\nMAIL FROM:<a\rb>\r\nMAIL FROM:<a@b>\r\nRCPT TO:<x@remote.test>\r\nRCPT TO:<u1@bench.test>\r\nRCPT TO u1@bench.test\r\n";
+    let fed = s.feed(input, NOW);
+    assert_eq!(fed.consumed, input.len());
+    let r: Vec<(&str, String, &str)> = s
+        .take_refusals()
+        .into_iter()
+        .map(|r| (r.command, r.address, r.reason))
+        .collect();
+    assert_eq!(
+        r,
+        [
+            (
+                "mail",
+                "FROM:<a\rb>".into(),
+                "control character in the address"
+            ),
+            ("rcpt", "x@remote.test".into(), "domain not in rcpthosts"),
+            ("rcpt", "TO u1@bench.test".into(), "syntax error"),
+        ]
+    );
+    assert!(s.take_refusals().is_empty(), "taken once");
+}

@@ -2,6 +2,7 @@
 //! real `fsync` of files and directories, tokio networking, `/bin/sh` for
 //! programs, the passwd database, the system clock and OS randomness.
 
+pub mod dns;
 mod exec;
 mod fs;
 mod net;

@@ -277,6 +277,9 @@ impl DnsFaults {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryLog {
     pub tcp: bool,
+    /// The query's id and where it came from.
+    pub id: u16,
+    pub from: SocketAddr,
     /// Lowercase, without the trailing dot.
     pub name: String,
     pub rtype: RecordType,
@@ -334,27 +337,27 @@ impl DnsServer {
         let tcp = TcpListener::bind(any).await?;
         let me = self.clone();
         tokio::spawn(async move {
-            while let Ok((stream, _)) = tcp.accept().await {
-                tokio::spawn(me.clone().serve_tcp(stream));
+            while let Ok((stream, from)) = tcp.accept().await {
+                tokio::spawn(me.clone().serve_tcp(stream, from));
             }
         });
         let mut buf = vec![0u8; 65_535];
         loop {
             let (n, from) = udp.recv_from(&mut buf).await?;
-            for reply in self.respond(&buf[..n], false) {
+            for reply in self.respond(&buf[..n], false, from) {
                 udp.send_to(&reply, from).await?;
             }
         }
     }
 
-    async fn serve_tcp(self, mut s: turmoil::net::TcpStream) {
+    async fn serve_tcp(self, mut s: turmoil::net::TcpStream, from: SocketAddr) {
         loop {
             let Ok(len) = s.read_u16().await else { return };
             let mut q = vec![0u8; usize::from(len)];
             if s.read_exact(&mut q).await.is_err() {
                 return;
             }
-            for reply in self.respond(&q, true) {
+            for reply in self.respond(&q, true, from) {
                 let mut framed = (reply.len() as u16).to_be_bytes().to_vec();
                 framed.extend_from_slice(&reply);
                 if s.write_all(&framed).await.is_err() {
@@ -366,7 +369,7 @@ impl DnsServer {
 
     /// The datagrams to send back for one query (none, one, or a forgery
     /// followed by the true answer).
-    fn respond(&self, bytes: &[u8], tcp: bool) -> Vec<Vec<u8>> {
+    fn respond(&self, bytes: &[u8], tcp: bool, from: SocketAddr) -> Vec<Vec<u8>> {
         let Ok(query) = Message::from_vec(bytes) else {
             return Vec::new();
         };
@@ -383,6 +386,8 @@ impl DnsServer {
         let qname = key(&q.name().to_ascii());
         st.log.push(QueryLog {
             tcp,
+            id: query.id(),
+            from,
             name: qname.clone(),
             rtype: q.query_type(),
             fault,

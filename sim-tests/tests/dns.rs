@@ -64,6 +64,15 @@ where
     F: FnOnce(StubResolver<SimEnv>) -> Fut + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    run_seeded(3, servers, attempts, test)
+}
+
+/// [`run`] with the client's random source seeded by `client_seed`.
+fn run_seeded<F, Fut>(client_seed: u64, servers: Vec<DnsServer>, attempts: u32, test: F)
+where
+    F: FnOnce(StubResolver<SimEnv>) -> Fut + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
     let mut sim = sim_builder(11).build();
     let n = servers.len();
     for (i, server) in servers.into_iter().enumerate() {
@@ -88,7 +97,7 @@ where
             gid: 0,
             hostname: "mta".into(),
         };
-        let env = SimEnv::new(SimFs::new(3), 3, identity);
+        let env = SimEnv::new(SimFs::new(3), client_seed, identity);
         test(StubResolver::new(env, config)).await;
         Ok(())
     });
@@ -170,6 +179,42 @@ fn honest_server_every_outcome() {
             .count(),
         1
     );
+}
+
+/// Query ids and source ports come from the environment's random source:
+/// the same seed gives the same ones, another seed others, and within a run
+/// they vary from query to query.
+#[test]
+fn ids_and_source_ports_come_from_the_seeded_random_source() {
+    let ids_ports = |client_seed: u64| {
+        let s = server(DnsFaults::always(DnsFault::Truncate));
+        let log = s.clone();
+        run_seeded(client_seed, vec![s], 1, |r| async move {
+            for _ in 0..3 {
+                assert_eq!(r.mx("example.com").await, Ok(example_mx()));
+            }
+        });
+        let got: Vec<(bool, u16, u16)> = log
+            .log()
+            .into_iter()
+            .map(|q| (q.tcp, q.id, q.from.port()))
+            .collect();
+        got
+    };
+    let a = ids_ports(1);
+    assert_eq!(
+        a.len(),
+        6,
+        "three UDP queries, each truncated and asked over TCP"
+    );
+    assert_eq!(a, ids_ports(1));
+    assert_ne!(a, ids_ports(2));
+    let udp: Vec<(u16, u16)> = a.iter().filter(|q| !q.0).map(|q| (q.1, q.2)).collect();
+    let ids: std::collections::BTreeSet<u16> = a.iter().map(|q| q.1).collect();
+    let ports: std::collections::BTreeSet<u16> = udp.iter().map(|q| q.1).collect();
+    assert_eq!(ids.len(), 6, "{a:?}");
+    assert_eq!(ports.len(), 3, "{a:?}");
+    assert!(ports.iter().all(|p| *p >= 1024));
 }
 
 #[test]

@@ -72,3 +72,96 @@ fn ok_after_commit_and_451_on_queue_failure() {
         assert_eq!(files(&fs).await, 1, "only the first message");
     });
 }
+
+/// Sends `chunks` one every `gap` of simulated time to a session whose
+/// reads, lines and DATA are each limited to 60 s; returns what the server
+/// said and how long the session lasted.
+async fn paced(queue: &Queue<SimEnv>, chunks: &[&str], gap: Duration) -> (String, Duration) {
+    use qmail_core::smtpd::Timeouts;
+    let (client, server) = tokio::io::duplex(64 * 1024);
+    let (mut rx, mut tx) = tokio::io::split(client);
+    let config = SmtpConfig::new("sim.test");
+    let q = queue.clone();
+    let limit = Duration::from_secs(60);
+    let start = tokio::time::Instant::now();
+    let task = tokio::spawn(async move {
+        let t = Timeouts {
+            read: limit,
+            line: limit,
+            data: limit,
+        };
+        serve_connection(&q, None, server, config, t).await.unwrap();
+        start.elapsed()
+    });
+    let reader = tokio::spawn(async move {
+        let mut out = String::new();
+        rx.read_to_string(&mut out).await.unwrap();
+        out
+    });
+    for c in chunks {
+        if task.is_finished() || tx.write_all(c.as_bytes()).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(gap).await;
+    }
+    drop(tx);
+    let took = task.await.unwrap();
+    (reader.await.unwrap(), took)
+}
+
+#[test]
+fn whole_lines_and_data_have_a_deadline_but_a_steady_client_does_not() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let fs = SimFs::new(6);
+        let env = SimEnv::new(
+            fs.clone(),
+            6,
+            Identity {
+                pid: 4242,
+                uid: 7,
+                gid: 7,
+                hostname: "sim".into(),
+            },
+        );
+        let queue = Queue::new(env, "/q");
+        queue.create().await.unwrap();
+        let gap = Duration::from_secs(25);
+
+        // Every read ends inside a line, but each line is done in 25 s:
+        // ten minutes of steady pipelining are served.
+        let mut steady = vec!["HELO c\r\nNO"];
+        steady.extend(std::iter::repeat_n("OP\r\nNO", 24));
+        steady.push("OP\r\nQUIT\r\n");
+        let (out, took) = paced(&queue, &steady, gap).await;
+        assert_eq!(out.matches("250 ok\r\n").count(), 25, "{out}");
+        assert!(out.ends_with("221 sim.test\r\n"), "{out}");
+        assert!(took > Duration::from_secs(600), "{took:?}");
+
+        // One byte every 25 s: each read is in time, the line is not.
+        let (out, took) = paced(&queue, &["N", "O", "O", "P", "\r", "\n"], gap).await;
+        assert_eq!(out, "220 sim.test ESMTP\r\n451 timeout (#4.4.2)\r\n");
+        assert_eq!(took, Duration::from_secs(60));
+
+        // The same for a DATA that trickles in.
+        let trickle = [
+            "HELO c\r\nMAIL FROM:<a@b>\r\nRCPT TO:<u@sim.test>\r\nDATA\r\n",
+            "S",
+            "u",
+            "b",
+            "j",
+            "e",
+        ];
+        let (out, took) = paced(&queue, &trickle, gap).await;
+        assert!(
+            out.ends_with("354 go ahead\r\n451 timeout (#4.4.2)\r\n"),
+            "{out}"
+        );
+        assert_eq!(took, Duration::from_secs(60));
+        assert_eq!(files(&fs).await, 0, "nothing of the message stays");
+    });
+}

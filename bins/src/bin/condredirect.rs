@@ -12,7 +12,17 @@ use qmail_core::local::forward::ForwardError;
 
 const FATAL: &str = "condredirect: fatal: ";
 
+/// What `--help` prints.
+const HELP: &str = "usage: condredirect NEWADDRESS PROGRAM [ARG...]\n\
+\n\
+In a .qmail file: runs PROGRAM on the message; if it exits 0, forwards the\n\
+message to NEWADDRESS (sender $SENDER, $DTLINE on top) and exits 99 so the\n\
+rest of the .qmail file is skipped. PROGRAM's 111 (or a crash) exits 111;\n\
+anything else exits 0.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 2 {
         return die(

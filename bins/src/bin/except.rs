@@ -9,7 +9,15 @@ use qmail_core::local::helpers::except_code;
 
 const FATAL: &str = "except: fatal: ";
 
+/// What `--help` prints.
+const HELP: &str = "usage: except PROGRAM [ARG...]\n\
+\n\
+Runs PROGRAM on standard input and reverses its exit code: 0 becomes 100,\n\
+111 (or a crash) stays 111, anything else becomes 0.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.is_empty() {
         return die(100, "except: usage: except program [ arg ... ]");

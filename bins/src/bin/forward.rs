@@ -11,7 +11,18 @@ use qmail_core::local::forward::ForwardError;
 
 const FATAL: &str = "forward: fatal: ";
 
+/// What `--help` prints.
+const HELP: &str = "usage: forward ADDRESS...\n\
+\n\
+In a .qmail file (|forward address...): forwards the message on standard\n\
+input to the addresses, with $NEWSENDER as the envelope sender and $DTLINE\n\
+on top, through $QMAILQUEUE or the queue of $QMAIL_HOME (default\n\
+/var/qmail). Exit 0 when queued, 100 for a permanent failure, 111 for a\n\
+temporary one.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let recipients: Vec<String> = std::env::args().skip(1).collect();
     let Ok(sender) = std::env::var("NEWSENDER") else {
         return die(100, &format!("{FATAL}NEWSENDER not set"));

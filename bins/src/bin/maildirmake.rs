@@ -8,7 +8,16 @@ use std::process::ExitCode;
 
 use qmail_bins::helper::die;
 
+/// What `--help` prints.
+const HELP: &str = "usage: maildirmake DIR\n\
+\n\
+Makes the maildir DIR (with tmp/, new/ and cur/, mode 0700). DIR must not\n\
+exist yet. Exit 0 when made, 100 for bad usage, 111 if a directory cannot\n\
+be made.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [dir] = args.as_slice() else {
         return die(100, "maildirmake: usage: maildirmake name");

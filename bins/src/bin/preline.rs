@@ -12,7 +12,17 @@ use qmail_core::local::helpers::PrelineFlags;
 const FATAL: &str = "preline: fatal: ";
 const USAGE: &str = "preline: usage: preline cmd [ arg ... ]";
 
+/// What `--help` prints.
+const HELP: &str = "usage: preline [-frdFRD] PROGRAM [ARG...]\n\
+\n\
+In a .qmail file: feeds the message to PROGRAM with $UFLINE, $RPLINE and\n\
+$DTLINE on top (-f, -r, -d leave one out; -F, -R, -D put it back), for\n\
+programs that want an mbox-style message. Exits with PROGRAM's exit code,\n\
+111 if it crashed.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let (Ok(uf), Ok(rp), Ok(dt)) = (
         std::env::var("UFLINE"),

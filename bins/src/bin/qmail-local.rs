@@ -19,7 +19,17 @@ use qmail_io_real::RealEnv;
 const USAGE: &str =
     "qmail-local: usage: qmail-local [ -nN ] user homedir local dash ext domain sender aliasempty";
 
+/// What `--help` prints.
+const HELP: &str = "usage: qmail-local [-nN] USER HOMEDIR LOCAL DASH EXT DOMAIN SENDER DEFAULTDELIVERY\n\
+\n\
+Delivers the message on standard input to LOCAL@DOMAIN as HOMEDIR/.qmail\n\
+DASH EXT says (dot-qmail(5)), as the current user, and prints qmail-local's\n\
+report. Exit 0 on success, 100 on a permanent failure, 111 on a temporary\n\
+one. -n prints the delivery instructions instead of following them.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let mut doit = true;
     while let Some(a) = args.first().cloned() {

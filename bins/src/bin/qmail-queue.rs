@@ -20,7 +20,19 @@ const TIMEOUT: Duration = Duration::from_secs(86_400);
 /// An envelope larger than this is refused rather than read into memory.
 const MAX_ENVELOPE: u64 = 64 << 20;
 
+/// What `--help` prints.
+const HELP: &str = "usage: qmail-queue\n\
+\n\
+Queues one message into the queue of $QMAIL_HOME (default /var/qmail): the\n\
+message on file descriptor 0, the envelope (F<sender>\\0T<rcpt>\\0...\\0) on\n\
+file descriptor 1. Prints nothing; the exit code says what happened, with\n\
+qmail's numbers: 0 queued, 11 address too long, 53 write error or disk\n\
+full, 54 unable to read the message or envelope, 66 trouble creating files\n\
+in the queue, 91 envelope format error, 52 timeout.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     let home = qmail_bins::home();
     let Ok(rt) = qmail_bins::runtime() else {
         return ExitCode::from(81);

@@ -11,7 +11,19 @@ use qmail_core::queue::Queue;
 use qmail_core::smtpd::{SmtpdControl, serve_connection};
 use qmail_io_real::RealEnv;
 
+/// What `--help` prints.
+const HELP: &str = "usage: qmail-smtpd\n\
+\n\
+Serves one SMTP session on standard input and output, for tcpserver, inetd\n\
+or systemd socket activation, queueing into $QMAIL_HOME (default\n\
+/var/qmail). Reads control/me, smtpgreeting, rcpthosts, morercpthosts,\n\
+databytes, timeoutsmtpd and timeoutsmtpddata there. The client is described\n\
+by $TCPREMOTEIP, $TCPREMOTEHOST, $TCPREMOTEINFO and $TCPLOCALHOST;\n\
+$RELAYCLIENT, $DATABYTES and $QMAILQUEUE work as in qmail.\n\
+";
+
 fn main() -> ExitCode {
+    qmail_bins::answer_help(HELP);
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -28,6 +40,8 @@ fn var(name: &str) -> Option<String> {
 }
 
 fn run() -> Result<()> {
+    // Refusals and timeouts go to standard error: tcpserver's log.
+    qmail_bins::init_logging();
     let home = qmail_bins::home();
     let rt = qmail_bins::runtime()?;
     let env = RealEnv::new();
@@ -52,12 +66,13 @@ fn run() -> Result<()> {
         let queue = Queue::new(env.clone(), home.queue());
         let stream = tokio::io::join(tokio::io::stdin(), tokio::io::stdout());
         let program = qmail_bins::queue_program();
+        let timeouts = control.timeouts();
         serve_connection(
             &queue,
             program.as_deref(),
             stream,
             control.session,
-            control.timeout,
+            timeouts,
         )
         .await
         .context("SMTP session")?;

@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A fresh installation made by `qmail init`, under `parent` (a temporary
@@ -33,6 +34,15 @@ pub fn init_home(parent: Option<&Path>, me: Option<&str>) -> tempfile::TempDir {
     home
 }
 
+/// The name of the user running the tests.
+pub fn current_user() -> String {
+    let uid = nix::unistd::Uid::effective();
+    nix::unistd::User::from_uid(uid)
+        .ok()
+        .flatten()
+        .map_or_else(|| uid.to_string(), |u| u.name)
+}
+
 pub fn set_control(home: &Path, name: &str, value: &str) {
     std::fs::write(home.join("control").join(name), format!("{value}\n")).unwrap();
 }
@@ -42,14 +52,24 @@ pub struct QmailRun {
     pub child: Child,
     pub port: u16,
     pub home: tempfile::TempDir,
+    /// What it wrote on standard error after its start line.
+    pub log: Arc<Mutex<Vec<String>>>,
 }
 
 impl QmailRun {
     pub fn start(home: tempfile::TempDir) -> QmailRun {
+        QmailRun::start_logging(home, "warn")
+    }
+
+    /// Started with `RUST_LOG=level`, its log kept in [`QmailRun::log`].
+    pub fn start_logging(home: tempfile::TempDir, level: &str) -> QmailRun {
         let mut child = Command::new(env!("CARGO_BIN_EXE_qmail"))
             .args(["run", "--smtp", "127.0.0.1:0", "--home"])
             .arg(home.path())
-            .env("RUST_LOG", "warn")
+            // Started as root (as CI runs), `qmail run` wants to be told
+            // which user runs alias programs: the current one.
+            .args(["--user", &current_user()])
+            .env("RUST_LOG", level)
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -64,8 +84,47 @@ impl QmailRun {
             }
         };
         // Keep draining stderr so the server never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        QmailRun { child, port, home }
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(line);
+            }
+        });
+        QmailRun {
+            child,
+            port,
+            home,
+            log,
+        }
+    }
+
+    /// Waits up to `within` for a log line containing `text`.
+    pub fn wait_for_log(&self, text: &str, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.log.lock().unwrap().iter().find(|l| l.contains(text)) {
+                return l.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no log line with {text:?} in {:#?}",
+                self.log.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends `signal` (`HUP`, `ALRM`, ...) to the server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args([&format!("-{signal}"), &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
     }
 
     /// Sends SIGTERM and checks that the server stops cleanly.

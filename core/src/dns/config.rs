@@ -33,7 +33,8 @@ const MAX_RESOLV_CONF_SERVERS: usize = 3;
 
 /// The name of our control file under `control/`.
 pub const DNSSERVERS: &str = "dnsservers";
-/// Where the system's resolver configuration lives.
+/// Where the system's resolver configuration lives (production passes it to
+/// [`load`]; the simulation names its server in `control/dnsservers`).
 pub const RESOLV_CONF: &str = "/etc/resolv.conf";
 
 /// What the stub resolver is built with.
@@ -211,7 +212,7 @@ fn parse_port(s: &str) -> Result<u16, &'static str> {
 }
 
 /// Reads the configuration: `control_dir/dnsservers` if it exists, else
-/// `resolv_conf` (normally [`RESOLV_CONF`]), else 127.0.0.1:53. resolv.conf's
+/// `resolv_conf` (production passes [`RESOLV_CONF`]), else 127.0.0.1:53. resolv.conf's
 /// skipped lines are logged as warnings.
 pub async fn load<F: Fs>(
     fs: &F,
@@ -338,5 +339,28 @@ mod tests {
         }
         let e = parse_dnsservers(p, "# nothing\n").unwrap_err().to_string();
         assert_eq!(e, "/qmail/control/dnsservers names no nameserver");
+    }
+
+    proptest::proptest! {
+        /// Any text parses or fails with a line error; never a panic.
+        #[test]
+        fn any_text_is_handled(text in "\\PC{0,200}") {
+            let _ = parse_dnsservers(Path::new("d"), &text);
+            let r = parse_resolv_conf(Path::new("r"), &text);
+            proptest::prop_assert!(!r.config.nameservers.is_empty());
+        }
+
+        /// Every socket address written in the file's forms reads back.
+        #[test]
+        fn written_servers_read_back(addrs in proptest::collection::vec(
+            proptest::prelude::any::<(std::net::IpAddr, u16)>(), 1..5)
+        ) {
+            let addrs: Vec<SocketAddr> = addrs
+                .into_iter()
+                .map(|(ip, port)| SocketAddr::new(ip, port.max(1)))
+                .collect();
+            let text: String = addrs.iter().map(|a| format!("{a}\n")).collect();
+            proptest::prop_assert_eq!(parse_dnsservers(Path::new("d"), &text).unwrap(), addrs);
+        }
     }
 }

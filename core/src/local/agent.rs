@@ -235,23 +235,39 @@ fn describe(instructions: &[Instruction]) -> String {
     out
 }
 
-/// The mailbox directory name for a local part: lowercased, with `/` and a
-/// leading `.` turned into `:` so it stays one name below `mailboxes/`.
+/// The mailbox directory name for a local part: lowercased (as qmail
+/// lowercases addresses for `.qmail` lookups), and otherwise one-to-one, so
+/// two local parts never share a mailbox: `:` is the escape character, and
+/// `:`, `/`, control characters and a leading `.` are written `:` plus two
+/// hex digits per byte (`a/b` is `a:2fb`, `a:b` is `a:3ab`, `..` is
+/// `:2e.`); the empty local part is `:`. The name is one directory entry
+/// below `mailboxes/`, never `.` or `..`.
 pub fn mailbox_name(local: &str) -> String {
-    let mut name: String = local
-        .chars()
-        .map(|c| {
-            if c == '/' {
-                ':'
-            } else {
-                c.to_ascii_lowercase()
+    if local.is_empty() {
+        return ":".into();
+    }
+    let mut name = String::with_capacity(local.len());
+    for (i, c) in local.char_indices() {
+        if c == ':' || c == '/' || c.is_control() || (i == 0 && c == '.') {
+            let mut utf8 = [0u8; 4];
+            for b in c.encode_utf8(&mut utf8).bytes() {
+                name.push_str(&format!(":{b:02x}"));
             }
-        })
-        .collect();
-    if name.starts_with('.') || name.is_empty() {
-        name.insert(0, ':');
+        } else {
+            name.push(c.to_ascii_lowercase());
+        }
     }
     name
+}
+
+/// The longest file name a filesystem takes (Linux's `NAME_MAX`).
+pub const NAME_MAX: usize = 255;
+
+/// Whether mail for `local` can be stored: its mailbox name and its
+/// `.qmail-` file name both fit in one directory entry. The SMTP server
+/// refuses other recipients at RCPT rather than defer them for a week.
+pub fn local_part_fits(local: &str) -> bool {
+    mailbox_name(local).len() <= NAME_MAX && ".qmail-".len() + local.len() <= NAME_MAX
 }
 
 /// A `.qmail` path line as a path: absolute as is, else below the home.
@@ -678,9 +694,36 @@ mod tests {
     fn mailbox_names_stay_below_mailboxes() {
         assert_eq!(mailbox_name("Bob"), "bob");
         assert_eq!(mailbox_name("john.doe"), "john.doe");
-        assert_eq!(mailbox_name("../x"), ":..:x");
-        assert_eq!(mailbox_name(".."), ":..");
+        assert_eq!(mailbox_name("../x"), ":2e.:2fx");
+        assert_eq!(mailbox_name(".."), ":2e.");
         assert_eq!(mailbox_name(""), ":");
+    }
+
+    #[test]
+    fn mailbox_names_do_not_collide() {
+        // `"a/b"` is `a/b` once unquoted (RFC 5321: the same address).
+        assert_eq!(mailbox_name("a/b"), "a:2fb");
+        assert_eq!(mailbox_name("a:b"), "a:3ab");
+        assert_eq!(mailbox_name(":2fb"), ":3a2fb");
+        assert_eq!(mailbox_name("a\rb"), "a:0db");
+        assert_eq!(mailbox_name("a\u{85}"), "a:c2:85");
+        assert_eq!(mailbox_name(":"), ":3a");
+    }
+
+    #[test]
+    fn long_local_parts_do_not_fit() {
+        assert!(local_part_fits(&"a".repeat(248)));
+        assert!(!local_part_fits(&"a".repeat(249)));
+        assert!(!local_part_fits(&"/".repeat(90)), "escaped it is 270 bytes");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn mailbox_name_is_injective(a in "[a-z:/.\\x00-\\x1f\\x7f]{0,6}", b in "[a-z:/.\\x00-\\x1f\\x7f]{0,6}") {
+            proptest::prop_assert_eq!(a == b, mailbox_name(&a) == mailbox_name(&b));
+            let name = mailbox_name(&a);
+            proptest::prop_assert!(!name.contains('/') && !name.starts_with('.'));
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod message;
 pub mod program;
 
 pub use agent::{
-    LOOPING, LocalConfig, LocalDelivery, Mode, NO_MAILBOX, Recipient, TOO_MANY_HOPS, mailbox_name,
+    LOOPING, LocalConfig, LocalDelivery, Mode, NAME_MAX, NO_MAILBOX, Recipient, TOO_MANY_HOPS,
+    local_part_fits, mailbox_name,
 };
 pub use message::{ByteSource, MessageReader, SliceSource};

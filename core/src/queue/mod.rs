@@ -20,7 +20,7 @@
 //! [`Queue::recover`] finishes or undoes whatever a crash interrupted.
 
 mod error;
-mod format;
+pub mod format;
 mod group_sync;
 mod inject;
 mod layout;

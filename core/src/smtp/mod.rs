@@ -20,5 +20,5 @@ pub use rcpthosts::RcptHosts;
 pub use received::{InvokedFrom, RemoteInfo, queue_received_line, smtp_received_line};
 pub use server::{
     Action, CommitOutcome, DEFAULT_MAX_LINE_LENGTH, DEFAULT_MAX_RECIPIENTS, Feed, MAX_HOPS,
-    SmtpConfig, SmtpSession,
+    Refusal, SmtpConfig, SmtpSession,
 };

@@ -24,6 +24,15 @@ pub const WANT_RCPT: &str = "503 RCPT first (#5.5.1)";
 /// qmail.
 pub const NO_GATEWAY: &str =
     "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)";
+/// Ours: qmail takes control characters in addresses, and a CR there ends
+/// the Return-Path line early (a forged header line).
+pub const BAD_SENDER_CHARS: &str =
+    "553 sorry, that sender address has a control character (#5.1.7)";
+/// Ours: as [`BAD_SENDER_CHARS`], for a recipient.
+pub const BAD_RCPT_CHARS: &str = "553 sorry, that address has a control character (#5.1.3)";
+/// Ours: qmail takes the recipient, then defers it for a week with "File
+/// name too long".
+pub const LOCAL_TOO_LONG: &str = "553 sorry, that local part is too long for a mailbox (#5.1.3)";
 /// Ours: qmail has no recipient limit; RFC 5321 4.5.3.1.10 says 452.
 pub const TOO_MANY_RCPTS: &str = "452 too many recipients (#4.5.3)";
 /// qmail (also ours for a `SIZE` parameter above the limit, RFC 1870).

@@ -20,12 +20,13 @@
 
 use std::mem;
 
-use super::address::{ParsedPath, parse_path};
+use super::address::{ParsedPath, PathError, parse_path};
 use super::body::{BodyDecoder, BodyStep};
 use super::rcpthosts::RcptHosts;
 use super::received::{RemoteInfo, smtp_received_line};
 use super::replies;
 use crate::date;
+use crate::local::local_part_fits;
 
 /// Default for [`SmtpConfig::max_recipients`]. qmail has no limit (it takes
 /// 1100 in `qmail-observed/smtp-many-rcpts.txt`); we bound memory.
@@ -183,7 +184,26 @@ pub struct SmtpSession {
     recipients: Vec<String>,
     /// The client closed while a message waited for its commit.
     close_after_commit: bool,
+    /// Refused MAIL and RCPT commands not yet taken by the driver's log.
+    refusals: Vec<Refusal>,
+    /// Command lines read so far.
+    commands: u64,
 }
+
+/// A MAIL or RCPT command the session refused, for the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// `"mail"` or `"rcpt"`.
+    pub command: &'static str,
+    /// The address as parsed, or the raw argument when it did not parse.
+    /// Remote text: make it log-safe before printing it.
+    pub address: String,
+    /// Why, in a few words.
+    pub reason: &'static str,
+}
+
+/// Arguments longer than this are cut in [`Refusal::address`].
+const REFUSAL_TEXT_MAX: usize = 200;
 
 impl SmtpSession {
     /// A session for a connection just accepted; send [`Self::greeting`] first.
@@ -196,7 +216,41 @@ impl SmtpSession {
             sender: None,
             recipients: Vec::new(),
             close_after_commit: false,
+            refusals: Vec::new(),
+            commands: 0,
         }
+    }
+
+    /// How many command lines the session has read: the line under way
+    /// (see [`Self::mid_line`]) is a new one when this changes.
+    pub fn commands_read(&self) -> u64 {
+        self.commands
+    }
+
+    /// The MAIL and RCPT commands refused since the last call, oldest first.
+    pub fn take_refusals(&mut self) -> Vec<Refusal> {
+        mem::take(&mut self.refusals)
+    }
+
+    /// Whether part of a command line has arrived without its end (the
+    /// driver bounds the time a whole line may take).
+    pub fn mid_line(&self) -> bool {
+        matches!(self.phase, Phase::Command) && !self.line.is_empty()
+    }
+
+    /// Whether the session is reading a message after `354` (the driver
+    /// bounds the time the whole DATA may take).
+    pub fn in_data(&self) -> bool {
+        matches!(self.phase, Phase::Data(_))
+    }
+
+    fn refuse(&mut self, command: &'static str, address: &[u8], reason: &'static str) {
+        let cut = &address[..address.len().min(REFUSAL_TEXT_MAX)];
+        self.refusals.push(Refusal {
+            command,
+            address: String::from_utf8_lossy(cut).into_owned(),
+            reason,
+        });
     }
 
     /// The `220` greeting to send when the connection opens.
@@ -318,6 +372,7 @@ impl SmtpSession {
     /// it: one trailing CR dropped, the line ends at a NUL, the verb is what
     /// precedes the first space, the argument follows the spaces after it.
     fn command(&mut self, line: &[u8], now: u64, actions: &mut Vec<Action>) {
+        self.commands += 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let line = match line.iter().position(|&c| c == 0) {
             Some(nul) => &line[..nul],
@@ -391,13 +446,23 @@ impl SmtpSession {
 
     /// MAIL starts a new transaction, even without RSET (as qmail does).
     fn mail(&mut self, arg: &[u8], actions: &mut Vec<Action>) {
-        let Ok(path) = parse_path(arg) else {
-            reply(actions, replies::SYNTAX);
-            return;
+        let path = match parse_path(arg) {
+            Ok(p) => p,
+            Err(PathError::ControlCharacter) => {
+                self.refuse("mail", arg, "control character in the address");
+                reply(actions, replies::BAD_SENDER_CHARS);
+                return;
+            }
+            Err(_) => {
+                self.refuse("mail", arg, "syntax error");
+                reply(actions, replies::SYNTAX);
+                return;
+            }
         };
         // RFC 1870: refuse at once what would be refused after DATA.
         let limit = self.config.databytes;
         if limit > 0 && path.size().is_some_and(|size| size > limit) {
+            self.refuse("mail", path.address.as_bytes(), "SIZE above databytes");
             reply(actions, replies::TOO_BIG);
             return;
         }
@@ -411,19 +476,38 @@ impl SmtpSession {
             reply(actions, replies::WANT_MAIL);
             return;
         }
-        let Ok(ParsedPath { mut address, .. }) = parse_path(arg) else {
-            reply(actions, replies::SYNTAX);
-            return;
+        let mut address = match parse_path(arg) {
+            Ok(ParsedPath { address, .. }) => address,
+            Err(PathError::ControlCharacter) => {
+                self.refuse("rcpt", arg, "control character in the address");
+                reply(actions, replies::BAD_RCPT_CHARS);
+                return;
+            }
+            Err(_) => {
+                self.refuse("rcpt", arg, "syntax error");
+                reply(actions, replies::SYNTAX);
+                return;
+            }
         };
+        let local = address
+            .rsplit_once('@')
+            .map_or(address.as_str(), |(l, _)| l);
+        if !local_part_fits(local) {
+            self.refuse("rcpt", address.as_bytes(), "local part too long");
+            reply(actions, replies::LOCAL_TOO_LONG);
+            return;
+        }
         match &self.config.relay_client {
             Some(suffix) => address.push_str(suffix),
             None if !self.config.rcpthosts.allows(&address) => {
+                self.refuse("rcpt", address.as_bytes(), "domain not in rcpthosts");
                 reply(actions, replies::NO_GATEWAY);
                 return;
             }
             None => {}
         }
         if self.recipients.len() >= self.config.max_recipients {
+            self.refuse("rcpt", address.as_bytes(), "too many recipients");
             reply(actions, replies::TOO_MANY_RCPTS);
             return;
         }
