@@ -180,35 +180,38 @@ fn intake_is_all_or_nothing() {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         },
-        |q, id, done| async move {
-            let id = id.unwrap();
-            let todo = q.list_todo().await.unwrap();
-            let active = q.list_active().await.unwrap();
-            if todo == [id] && active.is_empty() && !done {
-                // Not taken in yet: intake again must work.
-                q.preprocess(id, route).await.map_err(|e| e.to_string())?;
-            } else if !(todo.is_empty() && active == [id]) {
-                return Err(format!("todo {todo:?} active {active:?}"));
-            }
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            let local: Vec<_> = st
-                .local
-                .iter()
-                .map(|r| (r.address.as_str(), r.done))
-                .collect();
-            let remote: Vec<_> = st
-                .remote
-                .iter()
-                .map(|r| (r.address.as_str(), r.done))
-                .collect();
-            if local != [("bob@local.test", false), ("carol@local.test", false)]
-                || remote != [("dave@remote.test", false)]
-            {
-                return Err(format!("state {local:?} {remote:?}"));
-            }
-            whole(&q, id).await
-        },
+        |q, id, done| intake_held(q, id.unwrap(), done),
     );
+}
+
+/// After a crash in intake: the message is in todo/ not taken in (and
+/// intake again works) or taken in, with every recipient to do; whole.
+async fn intake_held(q: Queue<SimEnv>, id: MsgId, done: bool) -> Result<(), String> {
+    let todo = q.list_todo().await.unwrap();
+    let active = q.list_active().await.unwrap();
+    if todo == [id] && active.is_empty() && !done {
+        // Not taken in yet: intake again must work.
+        q.preprocess(id, route).await.map_err(|e| e.to_string())?;
+    } else if !(todo.is_empty() && active == [id]) {
+        return Err(format!("todo {todo:?} active {active:?}"));
+    }
+    let st = q.load(id).await.map_err(|e| e.to_string())?;
+    let local: Vec<_> = st
+        .local
+        .iter()
+        .map(|r| (r.address.as_str(), r.done))
+        .collect();
+    let remote: Vec<_> = st
+        .remote
+        .iter()
+        .map(|r| (r.address.as_str(), r.done))
+        .collect();
+    if local != [("bob@local.test", false), ("carol@local.test", false)]
+        || remote != [("dave@remote.test", false)]
+    {
+        return Err(format!("state {local:?} {remote:?}"));
+    }
+    whole(&q, id).await
 }
 
 #[test]
@@ -221,28 +224,39 @@ fn a_done_recipient_stays_done() {
             q.mark_done(id, Channel::Local, &st.local[1]).await.unwrap();
             Some(id)
         },
-        |q, id| async move {
-            let id = id.unwrap();
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            q.mark_done(id, Channel::Remote, &st.remote[0])
-                .await
-                .map_err(|e| e.to_string())
-        },
-        |q, id, acked| async move {
-            let id = id.unwrap();
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            if !st.local[1].done {
-                return Err("earlier checkpoint lost".into());
-            }
-            if st.local[0].done {
-                return Err("a recipient nobody delivered is done".into());
-            }
-            if acked && !st.remote[0].done {
-                return Err("acknowledged checkpoint lost".into());
-            }
-            whole(&q, id).await
-        },
+        |q, id| async move { mark_remote_done(&q, id.unwrap()).await },
+        |q, id, acked| checkpoint_held(q, id.unwrap(), acked, true),
     );
+}
+
+/// The checkpoint step: the remote recipient is done.
+async fn mark_remote_done(q: &Queue<SimEnv>, id: MsgId) -> Result<(), String> {
+    let st = q.load(id).await.map_err(|e| e.to_string())?;
+    q.mark_done(id, Channel::Remote, &st.remote[0])
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// After a crash in the checkpoint step: an earlier checkpoint (carol's,
+/// when `earlier`) stands, bob was never done, and an acknowledged
+/// checkpoint survived.
+async fn checkpoint_held(
+    q: Queue<SimEnv>,
+    id: MsgId,
+    acked: bool,
+    earlier: bool,
+) -> Result<(), String> {
+    let st = q.load(id).await.map_err(|e| e.to_string())?;
+    if st.local[1].done != earlier {
+        return Err(format!("carol's earlier checkpoint: {}", st.local[1].done));
+    }
+    if st.local[0].done {
+        return Err("a recipient nobody delivered is done".into());
+    }
+    if acked && !st.remote[0].done {
+        return Err("acknowledged checkpoint lost".into());
+    }
+    whole(&q, id).await
 }
 
 #[test]
@@ -326,21 +340,7 @@ fn intake_retried_after_a_failed_sync_is_all_or_nothing() {
             })
             .await
         },
-        |q, id, done| async move {
-            let id = id.unwrap();
-            let todo = q.list_todo().await.unwrap();
-            let active = q.list_active().await.unwrap();
-            if todo == [id] && active.is_empty() && !done {
-                q.preprocess(id, route).await.map_err(|e| e.to_string())?;
-            } else if !(todo.is_empty() && active == [id]) {
-                return Err(format!("todo {todo:?} active {active:?}"));
-            }
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            if st.local.len() != 2 || st.remote.len() != 1 || st.finished() {
-                return Err(format!("state {st:?}"));
-            }
-            whole(&q, id).await
-        },
+        |q, id, done| intake_held(q, id.unwrap(), done),
     );
 }
 
@@ -351,25 +351,9 @@ fn a_checkpoint_retried_after_a_failed_sync_stays_done() {
         taken_in,
         |q, id| async move {
             let id = id.unwrap();
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            retried_after_a_failed_sync(&q, || async {
-                q.mark_done(id, Channel::Remote, &st.remote[0])
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-            .await
+            retried_after_a_failed_sync(&q, || mark_remote_done(&q, id)).await
         },
-        |q, id, acked| async move {
-            let id = id.unwrap();
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            if st.local.iter().any(|r| r.done) {
-                return Err("a recipient nobody delivered is done".into());
-            }
-            if acked && !st.remote[0].done {
-                return Err("acknowledged checkpoint lost".into());
-            }
-            whole(&q, id).await
-        },
+        |q, id, acked| checkpoint_held(q, id.unwrap(), acked, false),
     );
 }
 
