@@ -142,7 +142,7 @@ fn several_messages_in_flight_lose_nothing_at_any_crash_point() {
         let mut w = world(11);
         w.crash_at(&point, Duration::from_secs(30));
         let drained = w.run_until(Duration::from_secs(900), |w| w.queue_empty());
-        let mut copies = vec![[0usize; 3]; MESSAGES];
+        let mut copies = [[0usize; 3]; MESSAGES];
         for (slot, user) in ["u1", "u2"].into_iter().enumerate() {
             for f in mail(&w, user) {
                 let Some(i) = which(user, &f) else {
