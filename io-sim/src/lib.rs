@@ -24,7 +24,7 @@ pub use dns::{DNS_PORT, DnsFault, DnsFaults, DnsServer, Node, QueryLog, Zone};
 pub use exec::{ProgramCall, SIM_QUEUE_PID, SimExec, exited};
 pub use fs::{CrashOptions, FsFaults, FsStats, Journal, SimFile, SimFs, SnapEntry};
 pub use net::{SimListener, SimNet, SimUdp};
-pub use trace::Trace;
+pub use trace::{Probe, Trace};
 pub use users::SimUsers;
 
 /// The seeded random source of one host incarnation.

@@ -8,12 +8,17 @@ use std::time::Duration;
 #[derive(Clone, Default)]
 pub struct Trace(Arc<Mutex<TraceInner>>);
 
+/// Sees every hashed event as it is recorded: (simulated time, source,
+/// event text). Runs under the trace's lock, so it must not record.
+pub type Probe = Box<dyn FnMut(Duration, &str, &str) + Send>;
+
 #[derive(Default)]
 struct TraceInner {
     hash: u64,
     events: u64,
     keep: Option<Vec<String>>,
     line: String,
+    probe: Option<Probe>,
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -48,7 +53,12 @@ impl Trace {
         let mut inner = self.lock();
         let mut line = std::mem::take(&mut inner.line);
         line.clear();
-        let _ = write!(line, "{:>12.6} {source} {event}", t.as_secs_f64());
+        let _ = write!(line, "{:>12.6} {source} ", t.as_secs_f64());
+        let event_at = line.len();
+        let _ = write!(line, "{event}");
+        if let Some(probe) = &mut inner.probe {
+            probe(t, source, &line[event_at..]);
+        }
         let mut h = if inner.events == 0 {
             FNV_OFFSET
         } else {
@@ -64,6 +74,13 @@ impl Trace {
             keep.push(line.clone());
         }
         inner.line = line;
+    }
+
+    /// Hands every hashed event from now on to `probe` as well (the
+    /// simulation's coverage counters read the filesystem's operations this
+    /// way, without a second record of them).
+    pub fn set_probe(&self, probe: Probe) {
+        self.lock().probe = Some(probe);
     }
 
     /// Keeps a line for `--trace` without hashing it: for output that only

@@ -6,14 +6,18 @@
 //! The `sim` binary sweeps and replays seeds; `tests/` holds the CI sweep,
 //! the planted-bug test and the determinism test.
 
+pub mod coverage;
 pub mod faults;
+pub mod kit;
 pub mod ledger;
 pub mod mta;
 pub mod oracle;
 pub mod remote;
+pub mod sweep;
 pub mod traffic;
 mod world;
 
+pub use coverage::{Coverage, Reached};
 pub use faults::Faults;
 pub use world::{RunOptions, RunReport, TICK, note_log, run};
 

@@ -198,7 +198,7 @@ pub fn add_host(
         let trace = trace.clone();
         async move {
             trace.record("mta", format_args!("start incarnation {inc}"));
-            if let Err(e) = mta(env, (tx, rx)).await {
+            if let Err(e) = mta(env, (tx, rx), &trace).await {
                 trace.record("mta", format_args!("exited: {e}"));
             }
             Ok(())
@@ -215,6 +215,7 @@ async fn mta(
         mpsc::UnboundedSender<Command>,
         mpsc::UnboundedReceiver<Command>,
     ),
+    trace: &Trace,
 ) -> Result<(), String> {
     let home = Home::new(HOME);
     let remote = remote_agent(&env, &home).await?;
@@ -249,7 +250,9 @@ async fn mta(
     };
     let hooks = mta::Hooks {
         locked: |_: &Queue<SimEnv>| Ok(()),
-        serving: || {},
+        // The queue is recovered and SMTP serves: the end of recovery for
+        // the coverage report.
+        serving: || trace.record("mta", format_args!("ready")),
     };
     match mta::run(parts, commands, hooks, std::future::pending()).await {
         Ok(()) => Err("stopped".into()),

@@ -234,6 +234,7 @@ pub async fn client(seed: u64, id: usize, ledger: Ledger, trace: Trace) {
         session += 1;
         let take = rng.random_range(1..=3).min(outbox.len());
         let batch: Vec<Outgoing> = outbox.drain(..take).collect();
+        trace.record(&name, format_args!("session {session} start"));
         let (results, err) = run_session(&mut rng, &batch, &ledger).await;
         let mut retry = Vec::new();
         for (i, mut m) in batch.into_iter().enumerate() {

@@ -14,6 +14,7 @@ use qmail_io_sim::{
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::coverage::{Coverage, Tracker};
 use crate::faults::{Event, FAULT_END_MS, Faults, timeline};
 use crate::ledger::Ledger;
 use crate::mta::{MtaConfig, MtaHandle, add_host, identity, install};
@@ -21,7 +22,11 @@ use crate::oracle::{Verdict, check};
 use crate::remote::{Behaviour, RemoteServer};
 use crate::{HOME, mix, remote, traffic};
 
-/// One step of simulated time.
+/// One step of simulated time. Each step ticks every host's runtime and the
+/// network's, whatever happens, so the step count is most of a seed's cost.
+/// A coarser step (50 ms) ran twice as fast but broke replay: the same seed
+/// run twice in a row on one thread gave two traces
+/// (`tests/sim_determinism.rs`), so the step stays at 20 ms.
 pub const TICK: Duration = Duration::from_millis(20);
 /// How long the queue may take to drain once faults stop.
 pub const DRAIN_LIMIT_MS: u64 = 3600 * 1000;
@@ -64,6 +69,8 @@ pub struct RunReport {
     /// Kept trace lines (with `keep_trace`).
     pub trace: Vec<String>,
     pub violations: Vec<String>,
+    /// How often the states that matter were reached.
+    pub coverage: Coverage,
 }
 
 impl RunReport {
@@ -132,6 +139,7 @@ struct World {
     dns: DnsServer,
     /// The primary MX is cut off, held (true) or partitioned (false).
     mx_down: Option<bool>,
+    tracker: Tracker,
     /// Failed syncs may drop their data (`Faults::fsyncgate`).
     fsyncgate: bool,
 }
@@ -154,6 +162,7 @@ impl World {
             return;
         }
         self.crashes += 1;
+        self.tracker.crash(self.sim.elapsed());
         let crash_seed = mix(self.seed, 0xc4a5 + u64::from(self.crashes));
         self.log(format_args!(
             "crash #{} keep={keep_probability} torn={torn}",
@@ -218,7 +227,11 @@ impl World {
                 }
             }
             Event::Restart => {}
-            Event::Partition(c) => self.sim.partition(format!("client{c}"), "mta"),
+            Event::Partition(c) => {
+                let client = format!("client{c}");
+                self.tracker.partition(&client);
+                self.sim.partition(client, "mta");
+            }
             Event::Repair(c) => self.sim.repair(format!("client{c}"), "mta"),
             Event::Latency(ms) => self.sim.set_max_message_latency(Duration::from_millis(ms)),
             Event::LatencyOff => self.sim.set_max_message_latency(BASE_LATENCY),
@@ -408,6 +421,8 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     } else {
         Trace::new()
     };
+    let tracker = Tracker::default();
+    trace.set_probe(tracker.probe());
     LOG_TRACE.with(|t| *t.borrow_mut() = opts.keep_trace.then(|| trace.clone()));
     trace.record(
         "driver",
@@ -453,6 +468,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         fs_faults,
         dns,
         mx_down: None,
+        tracker: tracker.clone(),
         fsyncgate: faults.fsyncgate,
     };
 
@@ -540,5 +556,6 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         trace_events: trace.events(),
         trace: trace.lines(),
         violations,
+        coverage: tracker.coverage(),
     }
 }

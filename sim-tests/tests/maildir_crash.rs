@@ -6,48 +6,26 @@
 
 use std::path::{Path, PathBuf};
 
-use qmail_core::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
-use qmail_core::env::{Env, Fs, Identity, Plant, PlantSet};
+use qmail_core::deliver::{Deliver, DeliveryJob, Outcome};
+use qmail_core::env::{Env, Fs, Plant, PlantSet};
 use qmail_core::home::Home;
 use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
-use qmail_core::queue::{Channel, Envelope, Queue};
-use qmail_io_sim::{CrashOptions, SimEnv, SimFs};
+use qmail_core::queue::Queue;
+use qmail_io_sim::{SimEnv, SimFs};
+use qmail_sim_tests::kit::crash::{Checked, crash_sweep, mutations_of};
+use qmail_sim_tests::kit::inject::{local_job, only, text_after};
+use qmail_sim_tests::kit::{identity, rt};
 
-const SEEDS_PER_OP: u64 = 16;
+/// Crash trials at each cut.
+const TRIALS: u64 = 16;
 const SENDER: &str = "alice@example.org";
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 fn env_on(fs: &SimFs, seed: u64, plants: PlantSet) -> SimEnv {
-    SimEnv::new(
-        fs.clone(),
-        seed,
-        Identity {
-            pid: 77,
-            uid: 500,
-            gid: 500,
-            hostname: "sim".into(),
-        },
-    )
-    .with_plants(plants)
+    qmail_sim_tests::kit::env_on(fs, seed, &identity(77, 500, "sim")).with_plants(plants)
 }
 
 fn message() -> Vec<u8> {
-    let mut m = b"Subject: crash\n\n".to_vec();
-    m.extend((0..3000u32).map(|i| {
-        if i % 61 == 60 {
-            b'\n'
-        } else {
-            b'a' + (i % 26) as u8
-        }
-    }));
-    m.push(b'\n');
-    m
+    text_after(b"Subject: crash\n\n")
 }
 
 /// The scenario: where the maildir is and how the recipient is set up.
@@ -118,28 +96,9 @@ fn prepare(fs: &SimFs, scenario: Scenario, rt: &tokio::runtime::Runtime) -> Deli
         for d in ["/", "/var", "/var/qmail", "/var/qmail/alias"] {
             f.sync_dir(Path::new(d)).await.unwrap();
         }
-        let mut inj = queue.begin().await.unwrap();
-        inj.write(&message()).await.unwrap();
-        let id = inj
-            .commit(
-                &Envelope {
-                    sender: SENDER.into(),
-                    recipients: vec![scenario.recipient().into()],
-                },
-                500,
-                77,
-            )
+        local_job(&queue, SENDER, scenario.recipient(), &message())
             .await
-            .unwrap();
-        let (path, offset, len) = queue.message_location(id).await.unwrap();
-        DeliveryJob::single(
-            id,
-            Channel::Local,
-            SENDER,
-            scenario.recipient(),
-            1,
-            MessageRef { path, offset, len },
-        )
+            .unwrap()
     })
 }
 
@@ -165,13 +124,6 @@ fn new_files(fs: &SimFs, dir: &Path, rt: &tokio::runtime::Runtime) -> Vec<Vec<u8
     })
 }
 
-fn crash_opts(seed: u64) -> CrashOptions {
-    CrashOptions {
-        keep_probability: [0.0, 0.2, 0.5, 0.8, 1.0][(seed % 5) as usize],
-        torn_block: Some(512),
-    }
-}
-
 /// Runs the sweep; returns the first violation found, if any.
 fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
     let rt = rt();
@@ -180,51 +132,42 @@ fn sweep(scenario: Scenario, plants: PlantSet) -> Result<usize, String> {
     let want = expected(scenario.recipient());
     let fs = SimFs::new(0);
     let job = prepare(&fs, scenario, &rt);
-    let before = fs.stats().mutations;
-    let out = only(rt.block_on(agent(&fs, 1, plants, scenario.mode()).deliver(job.clone())));
+    let (ops, out) = mutations_of(&fs, || {
+        only(rt.block_on(agent(&fs, 1, plants, scenario.mode()).deliver(job.clone())))
+    });
     assert!(matches!(out, Outcome::Success(_)), "{out:?}");
-    let ops = fs.stats().mutations - before;
     assert!(ops >= 4, "{scenario:?}: only {ops} mutations");
-    let mut states = 0;
-    for k in 0..=ops {
-        for seed in 0..SEEDS_PER_OP {
-            let fs = SimFs::new(seed);
-            let job = prepare(&fs, scenario, &rt);
-            fs.halt_after(k);
-            let out = only(
-                rt.block_on(agent(&fs, seed + 1, plants, scenario.mode()).deliver(job.clone())),
-            );
-            let ok = matches!(out, Outcome::Success(_));
-            fs.resume();
-            fs.crash(seed * 1000 + k, crash_opts(seed));
-            let ctx = format!("{scenario:?}: crash after op {k}/{ops}, seed {seed}");
-            let files = new_files(&fs, &dir, &rt);
-            if let Some(bad) = files.iter().find(|f| **f != want) {
-                return Err(format!("{ctx}: partial file in new/ ({} bytes)", bad.len()));
-            }
-            if ok && files.is_empty() {
-                return Err(format!("{ctx}: reported success, lost in the crash"));
-            }
-            // Recovery: the scheduler tries again.
-            let again =
-                only(rt.block_on(agent(&fs, seed + 2, plants, scenario.mode()).deliver(job)));
-            if !matches!(again, Outcome::Success(_)) {
-                return Err(format!("{ctx}: retry failed: {again:?}"));
-            }
-            let files = new_files(&fs, &dir, &rt);
-            if files.is_empty() || files.iter().any(|f| *f != want) {
-                return Err(format!(
-                    "{ctx}: after the retry new/ holds {} files",
-                    files.len()
-                ));
-            }
-            if files.len() > 2 {
-                return Err(format!("{ctx}: {} copies", files.len()));
-            }
-            states += 1;
+    let swept = crash_sweep(&format!("{scenario:?}"), ops, TRIALS, |point| {
+        let seed = point.trial;
+        let fs = SimFs::new(seed);
+        let job = prepare(&fs, scenario, &rt);
+        point.arm(&fs);
+        let out =
+            only(rt.block_on(agent(&fs, seed + 1, plants, scenario.mode()).deliver(job.clone())));
+        let ok = matches!(out, Outcome::Success(_));
+        point.crash(&fs);
+        let files = new_files(&fs, &dir, &rt);
+        if let Some(bad) = files.iter().find(|f| **f != want) {
+            return Err(format!("partial file in new/ ({} bytes)", bad.len()));
         }
-    }
-    Ok(states)
+        if ok && files.is_empty() {
+            return Err("reported success, lost in the crash".into());
+        }
+        // Recovery: the scheduler tries again.
+        let again = only(rt.block_on(agent(&fs, seed + 2, plants, scenario.mode()).deliver(job)));
+        if !matches!(again, Outcome::Success(_)) {
+            return Err(format!("retry failed: {again:?}"));
+        }
+        let files = new_files(&fs, &dir, &rt);
+        if files.is_empty() || files.iter().any(|f| *f != want) {
+            return Err(format!("after the retry new/ holds {} files", files.len()));
+        }
+        if files.len() > 2 {
+            return Err(format!("{} copies", files.len()));
+        }
+        Ok(Checked::Held)
+    })?;
+    Ok(swept.held)
 }
 
 #[test]
@@ -248,10 +191,4 @@ fn the_planted_missing_sync_is_caught() {
         e.contains("partial file in new/") || e.contains("lost in the crash"),
         "{e}"
     );
-}
-
-/// The one outcome of a one-recipient job.
-fn only(mut outcomes: Vec<Outcome>) -> Outcome {
-    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
-    outcomes.remove(0)
 }

@@ -7,49 +7,29 @@
 
 use std::path::Path;
 
-use qmail_core::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
-use qmail_core::env::{Env, Fs, Identity};
+use qmail_core::deliver::{Deliver, DeliveryJob, Outcome};
+use qmail_core::env::{Env, Fs};
 use qmail_core::home::Home;
 use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
-use qmail_core::queue::{Channel, Envelope, Queue};
-use qmail_io_sim::{CrashOptions, SimEnv, SimFs};
+use qmail_core::queue::Queue;
+use qmail_io_sim::{SimEnv, SimFs};
+use qmail_sim_tests::kit::crash::{Checked, crash_sweep, mutations_of};
+use qmail_sim_tests::kit::inject::{local_job, only, text_after};
+use qmail_sim_tests::kit::{identity, rt};
 
 const OLD: &[u8] = b"From x@y Thu Jan 01 00:00:00 1970\nSubject: old\n\nold body\n\n";
 const MBOX: &str = "/home/bob/Mailbox";
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
+/// Crash trials at each cut.
+const TRIALS: u64 = 16;
 
 fn env_on(fs: &SimFs, seed: u64) -> SimEnv {
-    let env = SimEnv::new(
-        fs.clone(),
-        seed,
-        Identity {
-            pid: 77,
-            uid: 500,
-            gid: 500,
-            hostname: "sim".into(),
-        },
-    );
+    let env = qmail_sim_tests::kit::env_on(fs, seed, &identity(77, 500, "sim"));
     env.users.add("bob", 1001, 1001, "/home/bob");
     env
 }
 
 fn message() -> Vec<u8> {
-    let mut m = b"Subject: crash\n\nFrom here\n".to_vec();
-    m.extend((0..3000u32).map(|i| {
-        if i % 61 == 60 {
-            b'\n'
-        } else {
-            b'a' + (i % 26) as u8
-        }
-    }));
-    m.push(b'\n');
-    m
+    text_after(b"Subject: crash\n\nFrom here\n")
 }
 
 /// The appended message after its `From ` line.
@@ -80,28 +60,9 @@ fn prepare(fs: &SimFs, rt: &tokio::runtime::Runtime) -> DeliveryJob {
         for d in ["/", "/var", "/var/qmail"] {
             env.fs().sync_dir(Path::new(d)).await.unwrap();
         }
-        let mut inj = queue.begin().await.unwrap();
-        inj.write(&message()).await.unwrap();
-        let id = inj
-            .commit(
-                &Envelope {
-                    sender: "alice@example.org".into(),
-                    recipients: vec!["bob@example.org".into()],
-                },
-                500,
-                77,
-            )
+        local_job(&queue, "alice@example.org", "bob@example.org", &message())
             .await
-            .unwrap();
-        let (path, offset, len) = queue.message_location(id).await.unwrap();
-        DeliveryJob::single(
-            id,
-            Channel::Local,
-            "alice@example.org",
-            "bob@example.org",
-            1,
-            MessageRef { path, offset, len },
-        )
+            .unwrap()
     })
 }
 
@@ -116,62 +77,38 @@ fn crash_at_every_step_of_an_mbox_delivery() {
     let rt = rt();
     let fs = SimFs::new(0);
     let job = prepare(&fs, &rt);
-    let before = fs.stats().mutations;
-    assert!(matches!(
-        only(rt.block_on(agent(&fs, 1).deliver(job))),
-        Outcome::Success(_)
-    ));
-    let ops = fs.stats().mutations - before;
+    let (ops, out) = mutations_of(&fs, || only(rt.block_on(agent(&fs, 1).deliver(job))));
+    assert!(matches!(out, Outcome::Success(_)), "{out:?}");
     assert!(ops >= 3, "{ops}");
-    let mut states = 0;
-    for k in 0..=ops {
-        for seed in 0..16u64 {
-            let fs = SimFs::new(seed);
-            let job = prepare(&fs, &rt);
-            fs.halt_after(k);
-            let ok = matches!(
-                only(rt.block_on(agent(&fs, seed + 1).deliver(job.clone()))),
-                Outcome::Success(_)
-            );
-            fs.resume();
-            fs.crash(
-                seed * 1000 + k,
-                CrashOptions {
-                    keep_probability: [0.0, 0.2, 0.5, 0.8, 1.0][(seed % 5) as usize],
-                    torn_block: Some(512),
-                },
-            );
-            let ctx = format!("crash after op {k}/{ops}, seed {seed}");
-            let mbox = rt.block_on(fs.read(Path::new(MBOX))).unwrap();
-            assert!(mbox.starts_with(OLD), "{ctx}: old mail damaged");
-            if ok {
-                assert!(
-                    mbox.ends_with(&tail()),
-                    "{ctx}: reported success, lost in the crash"
-                );
-            }
-            let again = only(rt.block_on(agent(&fs, seed + 2).deliver(job)));
-            assert!(
-                matches!(again, Outcome::Success(_)),
-                "{ctx}: retry {again:?}"
-            );
-            let mbox = rt.block_on(fs.read(Path::new(MBOX))).unwrap();
-            assert!(
-                mbox.starts_with(OLD),
-                "{ctx}: old mail damaged by the retry"
-            );
-            assert!(
-                mbox.ends_with(&tail()),
-                "{ctx}: the retry's copy is not whole"
-            );
-            states += 1;
+    crash_sweep("mbox", ops, TRIALS, |point| {
+        let seed = point.trial;
+        let fs = SimFs::new(seed);
+        let job = prepare(&fs, &rt);
+        point.arm(&fs);
+        let ok = matches!(
+            only(rt.block_on(agent(&fs, seed + 1).deliver(job.clone()))),
+            Outcome::Success(_)
+        );
+        point.crash(&fs);
+        let mbox = rt.block_on(fs.read(Path::new(MBOX))).unwrap();
+        if !mbox.starts_with(OLD) {
+            return Err("old mail damaged".into());
         }
-    }
-    eprintln!("mbox: {ops} operations, {states} crash states checked");
-}
-
-/// The one outcome of a one-recipient job.
-fn only(mut outcomes: Vec<Outcome>) -> Outcome {
-    assert_eq!(outcomes.len(), 1, "{outcomes:?}");
-    outcomes.remove(0)
+        if ok && !mbox.ends_with(&tail()) {
+            return Err("reported success, lost in the crash".into());
+        }
+        let again = only(rt.block_on(agent(&fs, seed + 2).deliver(job)));
+        if !matches!(again, Outcome::Success(_)) {
+            return Err(format!("retry {again:?}"));
+        }
+        let mbox = rt.block_on(fs.read(Path::new(MBOX))).unwrap();
+        if !mbox.starts_with(OLD) {
+            return Err("old mail damaged by the retry".into());
+        }
+        if !mbox.ends_with(&tail()) {
+            return Err("the retry's copy is not whole".into());
+        }
+        Ok(Checked::Held)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
 }

@@ -1,46 +1,30 @@
 //! The queue under crashes: for injection, intake, a recipient checkpoint and
 //! removal, crash after every filesystem operation in turn, under many random
-//! keep/lose outcomes at each, then recover and check what is left.
+//! keep/lose outcomes at each (the kit's crash sweep), then recover and
+//! check what is left.
 
 use std::future::Future;
 
-use qmail_core::env::{Env, Fs, Identity};
+use qmail_core::env::{Env, Fs};
 use qmail_core::queue::{Channel, Envelope, MsgId, Queue};
-use qmail_io_sim::{CrashOptions, SimEnv, SimFs};
+use qmail_io_sim::{SimEnv, SimFs};
+use qmail_sim_tests::kit::crash::{Checked, crash_sweep, mutations_of};
+use qmail_sim_tests::kit::inject::{self, envelope as make_envelope};
+use qmail_sim_tests::kit::{env_on, identity, rt};
 
 const ROOT: &str = "/var/qmail/queue";
-/// Crash outcomes tried after each operation.
-const SEEDS_PER_OP: u64 = 24;
+/// Crash trials at each cut.
+const TRIALS: u64 = 24;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-fn env_on(fs: &SimFs, seed: u64) -> SimEnv {
-    SimEnv::new(
-        fs.clone(),
-        seed,
-        Identity {
-            pid: 77,
-            uid: 100,
-            gid: 100,
-            hostname: "sim".into(),
-        },
-    )
+fn env(fs: &SimFs, seed: u64) -> SimEnv {
+    env_on(fs, seed, &identity(77, 100, "sim"))
 }
 
 fn envelope() -> Envelope {
-    Envelope {
-        sender: "alice@example.org".into(),
-        recipients: vec![
-            "bob@local.test".into(),
-            "carol@local.test".into(),
-            "dave@remote.test".into(),
-        ],
-    }
+    make_envelope(
+        "alice@example.org",
+        &["bob@local.test", "carol@local.test", "dave@remote.test"],
+    )
 }
 
 fn message() -> Vec<u8> {
@@ -61,26 +45,15 @@ fn route(addr: &str) -> (Channel, String) {
 }
 
 async fn inject(q: &Queue<SimEnv>) -> Result<MsgId, String> {
-    let mut inj = q.begin().await.map_err(|e| e.to_string())?;
-    for chunk in message().chunks(700) {
-        inj.write(chunk).await.map_err(|e| e.to_string())?;
-    }
-    inj.commit(&envelope(), 100, 77)
+    inject::inject(q, &envelope(), &message())
         .await
         .map_err(|e| e.to_string())
 }
 
-fn crash_opts(seed: u64) -> CrashOptions {
-    let keep = [0.0, 0.2, 0.5, 0.8, 1.0][(seed % 5) as usize];
-    CrashOptions {
-        keep_probability: keep,
-        torn_block: Some(512),
-    }
-}
-
 /// Runs `setup` durably, counts the mutations `step` makes when nothing fails,
-/// then for every prefix of those and every seed: setup, halt, step, crash,
-/// recover, and hand the recovered queue and the step's result to `check`.
+/// then at every crash point of the sweep: setup, arm, step, crash, recover
+/// (twice: recovery is idempotent and leaves no temporaries), and hand the
+/// recovered queue and whether the step succeeded to `check`.
 fn crash_every_op<S, SF, T, TF, C, CF>(name: &str, setup: S, step: T, check: C)
 where
     S: Fn(Queue<SimEnv>) -> SF,
@@ -93,7 +66,7 @@ where
     let rt = rt();
     let prepare = |seed: u64| {
         let fs = SimFs::new(seed);
-        let q = Queue::new(env_on(&fs, seed), ROOT);
+        let q = Queue::new(env(&fs, seed), ROOT);
         let id = rt.block_on(async {
             q.create().await.unwrap();
             setup(q.clone()).await
@@ -101,48 +74,50 @@ where
         (fs, q, id)
     };
     let (fs, q, id) = prepare(0);
-    let before = fs.stats().mutations;
-    rt.block_on(step(q, id))
-        .expect("the step succeeds without faults");
-    let ops = fs.stats().mutations - before;
+    let (ops, r) = mutations_of(&fs, || rt.block_on(step(q, id)));
+    r.expect("the step succeeds without faults");
     assert!(ops >= 2, "{name}: step made {ops} mutations");
-    let mut states = 0;
-    for k in 0..=ops {
-        for seed in 0..SEEDS_PER_OP {
-            let (fs, q, id) = prepare(seed);
-            fs.halt_after(k);
-            let ok = rt.block_on(step(q, id)).is_ok();
-            assert_eq!(
-                ok,
-                k == ops,
-                "{name}: the step succeeds only when nothing was cut"
-            );
-            fs.resume();
-            fs.crash(seed * 1000 + k, crash_opts(seed));
-            let q = Queue::new(env_on(&fs, seed + 1), ROOT);
-            let r = rt.block_on(async {
-                q.recover().await.map_err(|e| format!("recover: {e}"))?;
-                // Recovery is idempotent.
-                let again = q
-                    .recover()
-                    .await
-                    .map_err(|e| format!("recover again: {e}"))?;
-                if again.removed_tmp + again.finished_removals + again.orphans_removed != 0 {
-                    return Err(format!("second recovery still had work: {again:?}"));
-                }
-                let tmp = q.env().fs().read_dir(&q.layout().tmp_dir()).await.unwrap();
-                if !tmp.is_empty() {
-                    return Err(format!("temporaries left: {tmp:?}"));
-                }
-                check(q, id, ok).await
-            });
-            if let Err(e) = r {
-                panic!("{name}: crash after op {k}/{ops}, seed {seed}: {e}");
-            }
-            states += 1;
+    let swept = crash_sweep(name, ops, TRIALS, |point| {
+        let (fs, q, id) = prepare(point.trial);
+        point.arm(&fs);
+        let ok = rt.block_on(step(q, id)).is_ok();
+        if ok != point.after_all() {
+            return Err(format!(
+                "the step succeeded: {ok}, but only an uncut step may"
+            ));
         }
-    }
-    eprintln!("{name}: {ops} operations, {states} crash states checked");
+        point.crash(&fs);
+        // A sync failure the step planned and the cut kept from happening
+        // must not fall on recovery.
+        fs.fail_next_syncs(0);
+        let q = Queue::new(env(&fs, point.trial + 1), ROOT);
+        rt.block_on(async {
+            q.recover().await.map_err(|e| format!("recover: {e}"))?;
+            // Recovery is idempotent.
+            let again = q
+                .recover()
+                .await
+                .map_err(|e| format!("recover again: {e}"))?;
+            if again.removed_tmp + again.finished_removals + again.orphans_removed != 0 {
+                return Err(format!("second recovery still had work: {again:?}"));
+            }
+            let tmp = q.env().fs().read_dir(&q.layout().tmp_dir()).await.unwrap();
+            if !tmp.is_empty() {
+                return Err(format!("temporaries left: {tmp:?}"));
+            }
+            check(q, id, ok).await
+        })?;
+        Ok(if ok || id.is_some() {
+            Checked::Held
+        } else {
+            Checked::NothingAccepted
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        swept.held + swept.unaccepted,
+        (ops as usize + 1) * TRIALS as usize
+    );
 }
 
 /// All messages in the queue (todo and active).
@@ -205,35 +180,38 @@ fn intake_is_all_or_nothing() {
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         },
-        |q, id, done| async move {
-            let id = id.unwrap();
-            let todo = q.list_todo().await.unwrap();
-            let active = q.list_active().await.unwrap();
-            if todo == [id] && active.is_empty() && !done {
-                // Not taken in yet: intake again must work.
-                q.preprocess(id, route).await.map_err(|e| e.to_string())?;
-            } else if !(todo.is_empty() && active == [id]) {
-                return Err(format!("todo {todo:?} active {active:?}"));
-            }
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            let local: Vec<_> = st
-                .local
-                .iter()
-                .map(|r| (r.address.as_str(), r.done))
-                .collect();
-            let remote: Vec<_> = st
-                .remote
-                .iter()
-                .map(|r| (r.address.as_str(), r.done))
-                .collect();
-            if local != [("bob@local.test", false), ("carol@local.test", false)]
-                || remote != [("dave@remote.test", false)]
-            {
-                return Err(format!("state {local:?} {remote:?}"));
-            }
-            whole(&q, id).await
-        },
+        |q, id, done| intake_held(q, id.unwrap(), done),
     );
+}
+
+/// After a crash in intake: the message is in todo/ not taken in (and
+/// intake again works) or taken in, with every recipient to do; whole.
+async fn intake_held(q: Queue<SimEnv>, id: MsgId, done: bool) -> Result<(), String> {
+    let todo = q.list_todo().await.unwrap();
+    let active = q.list_active().await.unwrap();
+    if todo == [id] && active.is_empty() && !done {
+        // Not taken in yet: intake again must work.
+        q.preprocess(id, route).await.map_err(|e| e.to_string())?;
+    } else if !(todo.is_empty() && active == [id]) {
+        return Err(format!("todo {todo:?} active {active:?}"));
+    }
+    let st = q.load(id).await.map_err(|e| e.to_string())?;
+    let local: Vec<_> = st
+        .local
+        .iter()
+        .map(|r| (r.address.as_str(), r.done))
+        .collect();
+    let remote: Vec<_> = st
+        .remote
+        .iter()
+        .map(|r| (r.address.as_str(), r.done))
+        .collect();
+    if local != [("bob@local.test", false), ("carol@local.test", false)]
+        || remote != [("dave@remote.test", false)]
+    {
+        return Err(format!("state {local:?} {remote:?}"));
+    }
+    whole(&q, id).await
 }
 
 #[test]
@@ -246,28 +224,39 @@ fn a_done_recipient_stays_done() {
             q.mark_done(id, Channel::Local, &st.local[1]).await.unwrap();
             Some(id)
         },
-        |q, id| async move {
-            let id = id.unwrap();
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            q.mark_done(id, Channel::Remote, &st.remote[0])
-                .await
-                .map_err(|e| e.to_string())
-        },
-        |q, id, acked| async move {
-            let id = id.unwrap();
-            let st = q.load(id).await.map_err(|e| e.to_string())?;
-            if !st.local[1].done {
-                return Err("earlier checkpoint lost".into());
-            }
-            if st.local[0].done {
-                return Err("a recipient nobody delivered is done".into());
-            }
-            if acked && !st.remote[0].done {
-                return Err("acknowledged checkpoint lost".into());
-            }
-            whole(&q, id).await
-        },
+        |q, id| async move { mark_remote_done(&q, id.unwrap()).await },
+        |q, id, acked| checkpoint_held(q, id.unwrap(), acked, true),
     );
+}
+
+/// The checkpoint step: the remote recipient is done.
+async fn mark_remote_done(q: &Queue<SimEnv>, id: MsgId) -> Result<(), String> {
+    let st = q.load(id).await.map_err(|e| e.to_string())?;
+    q.mark_done(id, Channel::Remote, &st.remote[0])
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// After a crash in the checkpoint step: an earlier checkpoint (carol's,
+/// when `earlier`) stands, bob was never done, and an acknowledged
+/// checkpoint survived.
+async fn checkpoint_held(
+    q: Queue<SimEnv>,
+    id: MsgId,
+    acked: bool,
+    earlier: bool,
+) -> Result<(), String> {
+    let st = q.load(id).await.map_err(|e| e.to_string())?;
+    if st.local[1].done != earlier {
+        return Err(format!("carol's earlier checkpoint: {}", st.local[1].done));
+    }
+    if st.local[0].done {
+        return Err("a recipient nobody delivered is done".into());
+    }
+    if acked && !st.remote[0].done {
+        return Err("acknowledged checkpoint lost".into());
+    }
+    whole(&q, id).await
 }
 
 #[test]
@@ -321,6 +310,100 @@ fn removal_finishes_or_leaves_a_finished_message() {
     );
 }
 
+/// Fails the next sync, runs `attempt` (which must fail), then runs it again
+/// as the scheduler does after a failure: the step "a sync fails, the step
+/// is retried" that the crash sweep then cuts at every operation.
+async fn retried_after_a_failed_sync<F, Fut>(q: &Queue<SimEnv>, attempt: F) -> Result<(), String>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    q.env().fs.fail_next_syncs(1);
+    if attempt().await.is_ok() {
+        return Err("the step succeeded through a failed sync".into());
+    }
+    attempt().await
+}
+
+#[test]
+fn intake_retried_after_a_failed_sync_is_all_or_nothing() {
+    crash_every_op(
+        "intake retried",
+        injected,
+        |q, id| async move {
+            let id = id.unwrap();
+            retried_after_a_failed_sync(&q, || async {
+                q.preprocess(id, route)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            })
+            .await
+        },
+        |q, id, done| intake_held(q, id.unwrap(), done),
+    );
+}
+
+#[test]
+fn a_checkpoint_retried_after_a_failed_sync_stays_done() {
+    crash_every_op(
+        "checkpoint retried",
+        taken_in,
+        |q, id| async move {
+            let id = id.unwrap();
+            retried_after_a_failed_sync(&q, || mark_remote_done(&q, id)).await
+        },
+        |q, id, acked| checkpoint_held(q, id.unwrap(), acked, false),
+    );
+}
+
+/// The scheduler's order for a permanent failure: record it for the bounce
+/// (retried after a failed sync), then mark the recipient done. A done mark
+/// never outlives its failure record, and no record names an empty or
+/// foreign recipient.
+#[test]
+fn a_failure_record_retried_after_a_failed_sync_outlives_its_done_mark() {
+    const REASON: &str = "Sorry, no mailbox here by that name. (#5.1.1)";
+    crash_every_op(
+        "failure record retried",
+        taken_in,
+        |q, id| async move {
+            let id = id.unwrap();
+            retried_after_a_failed_sync(&q, || async {
+                q.record_failure(id, "carol@local.test", REASON)
+                    .await
+                    .map_err(|e| e.to_string())
+            })
+            .await?;
+            let st = q.load(id).await.map_err(|e| e.to_string())?;
+            q.mark_done(id, Channel::Local, &st.local[1])
+                .await
+                .map_err(|e| e.to_string())
+        },
+        |q, id, acked| async move {
+            let id = id.unwrap();
+            let st = q.load(id).await.map_err(|e| e.to_string())?;
+            let failures = q.failures(id).await.map_err(|e| e.to_string())?;
+            if let Some(f) = failures
+                .iter()
+                .find(|(r, why)| r != "carol@local.test" || why != REASON)
+            {
+                return Err(format!("a record no step wrote: {f:?}"));
+            }
+            if st.local[1].done && failures.is_empty() {
+                return Err("carol is done but her failure was lost".into());
+            }
+            if acked && !st.local[1].done {
+                return Err("acknowledged done mark lost".into());
+            }
+            if st.local[0].done || st.remote[0].done {
+                return Err("a recipient nobody delivered is done".into());
+            }
+            whole(&q, id).await
+        },
+    );
+}
+
 /// A rename whose new name became durable while the removal of the old one
 /// did not (ext4 without a journal can do that): the message is in todo/
 /// and mess/ at once. Recovery drops the old name; the done marks stand.
@@ -328,7 +411,7 @@ fn removal_finishes_or_leaves_a_finished_message() {
 fn a_message_in_both_todo_and_mess_keeps_its_done_marks() {
     let rt = rt();
     let fs = SimFs::new(3);
-    let q = Queue::new(env_on(&fs, 3), ROOT);
+    let q = Queue::new(env(&fs, 3), ROOT);
     rt.block_on(async {
         q.create().await.unwrap();
         let id = inject(&q).await.unwrap();

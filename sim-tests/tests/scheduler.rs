@@ -8,15 +8,17 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use qmail_core::deliver::{Deliver, DeliveryJob, Outcome};
-use qmail_core::env::{Clock, Fs, FsFile, Identity, OpenOptions};
+use qmail_core::env::{Clock, Env, Fs, FsFile, OpenOptions};
 use qmail_core::home::Home;
-use qmail_core::queue::{Channel, Envelope, Queue};
+use qmail_core::queue::Channel;
 use qmail_core::send::retry::lifetime_schedule;
-use qmail_core::send::{Command, Scheduler, SendControl};
-use qmail_io_sim::{CrashOptions, SIM_EPOCH_SECS, SimEnv, SimFs, sim_builder};
+use qmail_core::send::{Command, SendControl};
+use qmail_io_sim::{SIM_EPOCH_SECS, SimFs};
+use qmail_sim_tests::kit::crash::{Checked, at_least_once, crash_sweep, mutations_of};
+use qmail_sim_tests::kit::host::{Message, MtaSpec, MtaWorld, message, mta_identity};
+use qmail_sim_tests::kit::{env_on, rt};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use tokio::sync::mpsc;
 
 const HOST: &str = "sim.test";
 
@@ -153,28 +155,13 @@ fn log_text() -> String {
     LOG.with(|l| String::from_utf8(l.borrow().clone()).unwrap())
 }
 
-struct World {
-    sim: turmoil::Sim<'static>,
-    fs: SimFs,
-    /// The injection of the test's messages returned success.
-    acknowledged: Arc<Mutex<bool>>,
-    ledger: Arc<Mutex<Ledger>>,
-    commands: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>>,
-}
+/// The MTA host with the scripted agents; `extra` is their ledger.
+type World = MtaWorld<Arc<Mutex<Ledger>>>;
 
 fn control() -> SendControl {
     let mut c = SendControl::defaults(HOST);
     c.router = qmail_core::send::Router::new(HOST, [HOST.to_string()], [], []);
     c
-}
-
-fn identity() -> Identity {
-    Identity {
-        pid: 4242,
-        uid: 7,
-        gid: 7,
-        hostname: "mta".into(),
-    }
 }
 
 /// A world with one MTA host that queues `messages` at start (first
@@ -183,130 +170,43 @@ fn world(
     seed: u64,
     tick: Duration,
     control: SendControl,
-    messages: Vec<(String, Vec<String>, String)>,
+    messages: Vec<Message>,
     script: Script,
 ) -> World {
-    let mut sim = sim_builder(seed).tick_duration(tick).build();
-    let fs = SimFs::new(seed);
-    // The queue's directories exist before the host starts, so the host's
-    // first operation is the injection's.
-    let setup = Queue::new(SimEnv::new(fs.clone(), seed, identity()), "/q");
-    tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap()
-        .block_on(setup.create())
-        .unwrap();
-    let acknowledged: Arc<Mutex<bool>> = Arc::default();
-    let ack2 = acknowledged.clone();
+    let mut spec = MtaSpec::new(seed, "/home", control);
+    spec.queue = "/q".into();
+    spec.tick = tick;
+    spec.messages = messages;
     let ledger: Arc<Mutex<Ledger>> = Arc::default();
-    let commands: Arc<Mutex<Option<mpsc::UnboundedSender<Command>>>> = Arc::default();
-    let (fs2, ledger2, commands2) = (fs.clone(), ledger.clone(), commands.clone());
-    let pending = Arc::new(Mutex::new(Some(messages)));
-    sim.host("mta", move || {
-        let env = SimEnv::new(fs2.clone(), seed, identity());
-        let queue = Queue::new(env, "/q");
+    spec.build(ledger.clone(), move |queue, _| {
         let agent = Agent {
-            fs: fs2.clone(),
+            fs: queue.env().fs().clone(),
             script: script.clone(),
-            ledger: ledger2.clone(),
+            ledger: ledger.clone(),
         };
-        let (tx, rx) = mpsc::unbounded_channel();
-        *commands2.lock().unwrap() = Some(tx);
-        let first = pending.lock().unwrap().take();
-        let control = control.clone();
-        let ack = ack2.clone();
-        async move {
-            // A frozen disk (halt_after) fails the host; it then waits for
-            // the crash the test has planned, as a dead machine would.
-            if let Err(e) = mta(queue, first, ack, control, agent, rx).await {
-                tracing::debug!("mta stopped: {e}");
-                std::future::pending::<()>().await;
-            }
-            Ok(())
-        }
-    });
-    World {
-        sim,
-        fs,
-        acknowledged,
-        ledger,
-        commands,
-    }
+        (agent.clone(), agent)
+    })
 }
 
-type Messages = Vec<(String, Vec<String>, String)>;
-
-/// The MTA host's software: queue the test's messages (first incarnation
-/// only), then run the scheduler.
-async fn mta(
-    queue: Queue<SimEnv>,
-    first: Option<Messages>,
-    ack: Arc<Mutex<bool>>,
-    control: SendControl,
-    agent: Agent,
-    rx: mpsc::UnboundedReceiver<Command>,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let first = first.unwrap_or_default();
-    let any = !first.is_empty();
-    for (sender, recipients, body) in first {
-        let mut inj = queue.begin().await?;
-        inj.write(body.as_bytes()).await?;
-        inj.commit(&Envelope { sender, recipients }, 7, 4242)
-            .await?;
-    }
-    if any {
-        *ack.lock().unwrap() = true;
-    }
-    Scheduler::new(queue, Home::new("/home"), control, agent.clone(), agent)
-        .run(rx)
-        .await?;
-    Ok(())
-}
-
-impl World {
-    /// Steps the simulation until `done` holds or `limit` of simulated time
-    /// passes; says whether `done` held.
-    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) -> bool {
-        let end = self.sim.elapsed() + limit;
-        while self.sim.elapsed() < end {
-            if done(self) {
-                return true;
-            }
-            self.sim.step().unwrap();
-        }
-        done(self)
-    }
-
-    fn calls(&self) -> Vec<Call> {
-        self.ledger.lock().unwrap().calls.clone()
-    }
-
-    /// No message left anywhere in the queue.
-    fn queue_empty(&self) -> bool {
-        self.fs
-            .snapshot()
-            .iter()
-            .all(|(p, e)| !matches!(e, qmail_io_sim::SnapEntry::File(_)) || !p.starts_with("/q"))
-    }
-
+/// What the scripted agents saw.
+trait Scripted {
+    fn calls(&self) -> Vec<Call>;
     /// Something was delivered and nothing is left in the queue.
-    fn drained(&self) -> bool {
-        !self.ledger.lock().unwrap().calls.is_empty() && self.queue_empty()
+    fn drained(&self) -> bool;
+}
+
+impl Scripted for World {
+    fn calls(&self) -> Vec<Call> {
+        self.extra.lock().unwrap().calls.clone()
     }
 
-    fn command(&self, c: Command) {
-        if let Some(tx) = &*self.commands.lock().unwrap() {
-            let _ = tx.send(c);
-        }
+    fn drained(&self) -> bool {
+        !self.extra.lock().unwrap().calls.is_empty() && self.queue_empty()
     }
 }
 
-fn msg(sender: &str, rcpts: &[&str], body: &str) -> (String, Vec<String>, String) {
-    (
-        sender.into(),
-        rcpts.iter().map(|r| r.to_string()).collect(),
-        body.into(),
-    )
+fn msg(sender: &str, rcpts: &[&str], body: &str) -> Message {
+    message(sender, rcpts, body)
 }
 
 fn success() -> (Outcome, Duration) {
@@ -476,7 +376,12 @@ fn concurrency_limits_hold_under_a_random_mix_of_slow_and_fast_deliveries() {
                 })
                 .collect();
             expected += n;
-            messages.push((format!("s{m}@{HOST}"), rcpts, format!("message {m}\n")));
+            let rcpts: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+            messages.push(message(
+                &format!("s{m}@{HOST}"),
+                &rcpts,
+                &format!("message {m}\n"),
+            ));
         }
         let durations = Arc::new(Mutex::new(StdRng::seed_from_u64(seed ^ 0xfeed)));
         let script: Script = Arc::new(move |job, attempt| {
@@ -495,7 +400,7 @@ fn concurrency_limits_hold_under_a_random_mix_of_slow_and_fast_deliveries() {
             w.run_until(Duration::from_secs(5000), |w| w.drained()),
             "seed {seed}: queue did not drain"
         );
-        let l = w.ledger.lock().unwrap();
+        let l = w.extra.lock().unwrap();
         for (ch, (max, limit)) in l.max.iter().zip(limits).enumerate() {
             assert!(
                 *max <= limit,
@@ -563,94 +468,73 @@ fn a_crash_at_any_point_of_a_message_life_loses_nothing() {
         &["u1@sim.test", "nosuchuser@sim.test", "r@far.test"],
         BODY,
     )];
-    let mut w = world(
-        7,
-        Duration::from_millis(100),
-        control(),
-        messages.clone(),
-        script.clone(),
-    );
-    assert!(w.run_until(Duration::from_secs(60), |w| w.drained()));
-    let total = w.fs.stats().mutations;
+    let build = || {
+        world(
+            7,
+            Duration::from_millis(100),
+            control(),
+            messages.clone(),
+            script.clone(),
+        )
+    };
+    let mut w = build();
+    let (total, drained) = mutations_of(&w.fs.clone(), || {
+        w.run_until(Duration::from_secs(60), |w| w.drained())
+    });
+    assert!(drained);
     assert!(total > 30, "only {total} operations?");
-    let mut states = 0;
     let mut duplicates = 0;
-    for cut in 0..total {
-        for crash_seed in 0..3u64 {
-            let mut w = world(
-                7,
-                Duration::from_millis(100),
-                control(),
-                messages.clone(),
-                script.clone(),
-            );
-            // The first incarnation injects, then freezes after `cut` more
-            // operations (the injection's own operations come first).
-            w.fs.halt_after(cut);
-            w.run_until(Duration::from_secs(30), |_| false);
-            w.sim.crash("mta");
-            w.fs.crash(
-                crash_seed,
-                CrashOptions {
-                    keep_probability: crash_seed as f64 / 2.0,
-                    torn_block: Some(512),
-                },
-            );
-            w.fs.resume();
-            w.sim.bounce("mta");
-            w.run_until(Duration::from_secs(600), |_| false);
-            let calls = w.calls();
-            assert!(
-                w.queue_empty(),
-                "cut {cut} seed {crash_seed}: queue did not drain"
-            );
-            for c in &calls {
-                assert!(
-                    [
-                        "u1@sim.test",
-                        "r@far.test",
-                        "u2@sim.test",
-                        "nosuchuser@sim.test"
-                    ]
-                    .contains(&c.recipient.as_str()),
-                    "delivery to a stranger: {c:?}"
-                );
+    let swept = crash_sweep("message life", total, 3, |point| {
+        let mut w = build();
+        // The first incarnation injects, then freezes after `cut` operations
+        // (the injection's own operations come first).
+        w.crash_at(&point, Duration::from_secs(30));
+        w.run_for(Duration::from_secs(600));
+        let calls = w.calls();
+        if !w.queue_empty() {
+            return Err("queue did not drain".into());
+        }
+        for c in &calls {
+            if ![
+                "u1@sim.test",
+                "r@far.test",
+                "u2@sim.test",
+                "nosuchuser@sim.test",
+            ]
+            .contains(&c.recipient.as_str())
+            {
+                return Err(format!("delivery to a stranger: {c:?}"));
             }
-            if !*w.acknowledged.lock().unwrap() {
-                // Cut before the commit point: nothing was accepted. (The
-                // message may still go out if its commit survived the crash.)
-                continue;
-            }
-            let count = |r: &str| {
-                calls
-                    .iter()
-                    .filter(|c| c.recipient == r && c.body == BODY)
-                    .count()
-            };
-            let bounces = calls
+        }
+        if !w.all_acknowledged() {
+            // Cut before the commit point: nothing was accepted. (The
+            // message may still go out if its commit survived the crash.)
+            return Ok(Checked::NothingAccepted);
+        }
+        let count = |r: &str| {
+            calls
                 .iter()
-                .filter(|c| {
-                    c.recipient == "u2@sim.test" && c.body.contains("<nosuchuser@sim.test>:")
-                })
-                .count();
-            for (r, n) in [
+                .filter(|c| c.recipient == r && c.body == BODY)
+                .count()
+        };
+        let bounces = calls
+            .iter()
+            .filter(|c| c.recipient == "u2@sim.test" && c.body.contains("<nosuchuser@sim.test>:"))
+            .count();
+        at_least_once(
+            [
                 ("u1@sim.test", count("u1@sim.test")),
                 ("r@far.test", count("r@far.test")),
                 ("bounce", bounces),
-            ] {
-                assert!(
-                    n >= 1,
-                    "cut {cut} seed {crash_seed}: {r} got nothing: {calls:#?}"
-                );
-                duplicates += n - 1;
-            }
-            states += 1;
-        }
-    }
-    eprintln!(
-        "{total} operations, {states} crash states checked, {duplicates} duplicate deliveries"
-    );
-    assert!(states > 60);
+            ],
+            &mut duplicates,
+        )
+        .map_err(|e| format!("{e}: {calls:#?}"))?;
+        Ok(Checked::Held)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{duplicates} duplicate deliveries");
+    assert!(swept.held > 60);
 }
 
 #[test]
@@ -659,7 +543,7 @@ fn control_files_and_their_defaults() {
         .build()
         .unwrap();
     let fs = SimFs::new(1);
-    let env = SimEnv::new(fs.clone(), 1, identity());
+    let env = env_on(&fs, 1, &mta_identity());
     let home = Home::new("/home");
     let c = rt.block_on(SendControl::load(&env, &home)).unwrap();
     // Nothing there: everything defaults to the host name.
@@ -741,7 +625,7 @@ fn sighup_rereads_the_control_files() {
         script,
     );
     assert!(w.run_until(Duration::from_secs(60), |w| w.calls().len() == 3));
-    assert_eq!(w.ledger.lock().unwrap().max[1], 1);
+    assert_eq!(w.extra.lock().unwrap().max[1], 1);
     w.fs.install_file(Path::new("/home/control/me"), b"sim.test\n", 0o644)
         .unwrap();
     w.fs.install_file(Path::new("/home/control/concurrencyremote"), b"3\n", 0o644)
@@ -750,7 +634,7 @@ fn sighup_rereads_the_control_files() {
     w.command(Command::RetryNow);
     assert!(w.run_until(Duration::from_secs(60), |w| w.drained()));
     assert_eq!(w.calls().len(), 6);
-    assert_eq!(w.ledger.lock().unwrap().max[1], 3);
+    assert_eq!(w.extra.lock().unwrap().max[1], 3);
 }
 
 #[test]
@@ -783,10 +667,8 @@ fn sigterm_finishes_the_attempts_in_flight_and_starts_no_more() {
     assert!(!w.sim.is_host_running("mta"), "the scheduler returned");
     // Both outcomes were recorded before it returned: a restart delivers
     // only the third recipient.
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
-    let queue = Queue::new(SimEnv::new(w.fs.clone(), 9, identity()), "/q");
+    let rt = rt();
+    let queue = w.queue();
     let ids = rt.block_on(queue.list_active()).unwrap();
     let state = rt.block_on(queue.load(ids[0])).unwrap();
     let done: Vec<bool> = state.local.iter().map(|r| r.done).collect();

@@ -1,12 +1,34 @@
-//! The CI sweep: 240 seeds, each with its own swarm of faults (crashes on
-//! most), every one of which must pass the oracle. Four tests of 60 seeds
-//! so the test harness spreads them over the cores. A failure names the
-//! seed, its faults and the command that replays it.
+//! The CI sweep: every seed of a range, each with its own swarm of faults
+//! (crashes on most), must pass the oracle, and the sweep as a whole must
+//! reach every state the coverage counts ("sometimes" assertions: a change
+//! that makes the world stop reaching one fails here, not silently). Seeds
+//! run on two threads. A failure names the seed, its faults and the command
+//! that replays it.
 
-use qmail_sim_tests::{RunOptions, RunReport, run};
+use qmail_sim_tests::sweep::sweep;
+use qmail_sim_tests::{Coverage, RunOptions, RunReport};
 
-fn sweep(seeds: std::ops::Range<u64>) -> Vec<RunReport> {
-    let reports: Vec<RunReport> = seeds.map(|s| run(s, &RunOptions::default())).collect();
+/// Seeds in CI's sweep.
+const SEEDS: u64 = 600;
+
+/// `SIM_SWEEP_SEEDS` shortens the sweep (mutation testing runs it once per
+/// mutant); every assertion still holds at that size.
+fn seeds() -> u64 {
+    std::env::var("SIM_SWEEP_SEEDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SEEDS)
+}
+
+#[test]
+fn every_seed_passes_and_every_state_is_reached() {
+    let seeds = seeds();
+    let mut reports: Vec<RunReport> = Vec::new();
+    sweep(0..seeds, &RunOptions::default(), 2, |r| {
+        reports.push(r);
+        true
+    });
+    assert_eq!(reports.len() as u64, seeds);
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| !r.passed())
@@ -25,8 +47,12 @@ fn sweep(seeds: std::ops::Range<u64>) -> Vec<RunReport> {
     let accepted: usize = reports.iter().map(|r| r.accepted).sum();
     let bounced: usize = reports.iter().map(|r| r.bounced).sum();
     let duplicates: usize = reports.iter().map(|r| r.duplicates).sum();
+    let mut coverage = Coverage::default();
+    for r in &reports {
+        coverage.add(&r.coverage);
+    }
     eprintln!(
-        "{} seeds: {crashed} with crashes, {accepted} messages accepted, {bounced} recipients bounced, {duplicates} duplicates",
+        "{} seeds: {crashed} with crashes, {accepted} messages accepted, {bounced} recipients bounced, {duplicates} duplicates\ncoverage: {coverage}",
         reports.len()
     );
     // Swarm testing still covers what matters: most seeds crash the MTA,
@@ -38,25 +64,9 @@ fn sweep(seeds: std::ops::Range<u64>) -> Vec<RunReport> {
     assert!(accepted >= reports.len() * 3, "only {accepted} accepted");
     assert!(bounced > 0);
     assert!(reports.iter().all(|r| r.drained));
-    reports
-}
-
-#[test]
-fn seeds_0_to_60() {
-    sweep(0..60);
-}
-
-#[test]
-fn seeds_60_to_120() {
-    sweep(60..120);
-}
-
-#[test]
-fn seeds_120_to_180() {
-    sweep(120..180);
-}
-
-#[test]
-fn seeds_180_to_240() {
-    sweep(180..240);
+    let missing: Vec<&str> = coverage.missing().iter().map(|r| r.name()).collect();
+    assert!(
+        missing.is_empty(),
+        "{seeds} seeds never reached: {missing:?} ({coverage})"
+    );
 }

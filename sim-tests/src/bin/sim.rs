@@ -3,53 +3,22 @@
 //!
 //! ```text
 //! sim --seed N [--trace] [--plant NAME]
-//! sim --seeds A..B [--plant NAME] [--all]
+//! sim --seeds A..B [--jobs N] [--plant NAME] [--all]
 //! sim --list-plants
 //! ```
 
 use std::io::Write;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::process::ExitCode;
 
 use qmail_core::env::{Plant, PlantSet};
-use qmail_sim_tests::{RunOptions, RunReport, note_log, run};
+use qmail_sim_tests::sweep::{run_seed, sweep};
+use qmail_sim_tests::{Coverage, Reached, RunOptions, RunReport, note_log};
 
 fn usage() -> ExitCode {
     eprintln!(
-        "usage: sim --seed N [--trace] [--plant NAME]...\n       sim --seeds A..B [--plant NAME]... [--all] [--verbose]\n       sim --list-plants"
+        "usage: sim --seed N [--trace] [--plant NAME]...\n       sim --seeds A..B [--jobs N] [--plant NAME]... [--all] [--verbose]\n       sim --list-plants"
     );
     ExitCode::from(2)
-}
-
-/// Runs one seed; a panic in the world is a failure of that seed.
-fn run_seed(seed: u64, opts: &RunOptions) -> RunReport {
-    match catch_unwind(AssertUnwindSafe(|| run(seed, opts))) {
-        Ok(r) => r,
-        Err(p) => {
-            let msg = p
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "panic".into());
-            RunReport {
-                seed,
-                faults: qmail_sim_tests::Faults::choose(seed),
-                plants: opts.plants,
-                clients: 0,
-                crashes: 0,
-                accepted: 0,
-                delivered: 0,
-                bounced: 0,
-                duplicates: 0,
-                sim_secs: 0,
-                drained: false,
-                trace_hash: 0,
-                trace_events: 0,
-                trace: Vec::new(),
-                violations: vec![format!("panic: {msg}")],
-            }
-        }
-    }
 }
 
 fn print_failure(r: &RunReport) {
@@ -99,6 +68,7 @@ fn main() -> ExitCode {
     let mut opts = RunOptions::default();
     let mut all = false;
     let mut verbose = false;
+    let mut jobs = 1;
     let mut i = 0;
     while i < args.len() {
         let val = args.get(i + 1);
@@ -134,6 +104,13 @@ fn main() -> ExitCode {
                 opts.plants = opts.plants.with(p);
                 i += 1;
             }
+            "--jobs" => {
+                let Some(n) = val.and_then(|v| v.parse::<usize>().ok()).filter(|n| *n > 0) else {
+                    return usage();
+                };
+                jobs = n;
+                i += 1;
+            }
             "--trace" => opts.keep_trace = true,
             "--all" => all = true,
             "--verbose" => verbose = true,
@@ -165,12 +142,14 @@ fn main() -> ExitCode {
     let start = wall();
     let (mut runs, mut failed, mut crashes, mut accepted, mut dups) = (0u64, 0u64, 0u64, 0, 0);
     let mut first_catch = None;
-    for s in range.clone() {
-        let r = run_seed(s, &opts);
+    let mut coverage = Coverage::default();
+    sweep(range.clone(), &opts, jobs, |r| {
+        let s = r.seed;
         runs += 1;
         crashes += u64::from(r.crashes);
         accepted += r.accepted;
         dups += r.duplicates;
+        coverage.add(&r.coverage);
         if verbose {
             println!("{}", r.summary());
         }
@@ -179,14 +158,12 @@ fn main() -> ExitCode {
             if planted {
                 println!("caught by seed {} [{}]: {}", s, r.faults, r.violations[0]);
                 first_catch.get_or_insert(s);
-                if !all {
-                    break;
-                }
-            } else {
-                print_failure(&r);
+                return all;
             }
+            print_failure(&r);
         }
-    }
+        true
+    });
     let secs = wall().duration_since(start).as_secs_f64();
     println!(
         "{runs} seeds ({}..{}) in {secs:.1}s: {:.2} seeds/s; {failed} failed; {crashes} crashes, {accepted} messages accepted, {dups} duplicates",
@@ -194,6 +171,10 @@ fn main() -> ExitCode {
         range.end,
         runs as f64 / secs.max(1e-9)
     );
+    println!("coverage over {runs} seeds ({jobs} jobs):");
+    for r in Reached::ALL {
+        println!("  {:<22} {}", r.name(), coverage.count(r));
+    }
     if planted {
         return match first_catch {
             Some(s) => {
