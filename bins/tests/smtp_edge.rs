@@ -121,7 +121,12 @@ fn an_idle_flood_from_one_address_gets_421_and_others_are_served() {
             .map(|(_, _, t)| *t)
             .max()
             .unwrap();
-        assert!(slowest < Duration::from_secs(1), "a 421 took {slowest:?}");
+        // The bug was no answer at all (the listener stopped accepting);
+        // the bound only tells an answer from none, far below the session
+        // timeout. The time is printed, not judged: speed belongs to the
+        // benchmarks, and this test shares two cores with the whole suite.
+        eprintln!("slowest 421 of 280: {slowest:?}");
+        assert!(slowest < Duration::from_secs(10), "a 421 took {slowest:?}");
         // A refused connection is closed after its 421.
         let (mut refused, ..) = held.into_iter().find(|(_, l, _)| l == REFUSAL).unwrap();
         assert_eq!(read_line(&mut refused).await, "", "closed after the 421");
@@ -156,7 +161,12 @@ fn over_concurrencyincoming_connections_get_421_and_slots_come_back() {
             .map(|(_, _, t)| *t)
             .max()
             .unwrap();
-        assert!(slowest < Duration::from_secs(1), "a 421 took {slowest:?}");
+        // The bug was no answer at all (the listener stopped accepting);
+        // the bound only tells an answer from none, far below the session
+        // timeout. The time is printed, not judged: speed belongs to the
+        // benchmarks, and this test shares two cores with the whole suite.
+        eprintln!("slowest 421 of 280: {slowest:?}");
+        assert!(slowest < Duration::from_secs(10), "a 421 took {slowest:?}");
         let (_, line, _) = first_line(Ipv4Addr::new(127, 0, 0, 7), srv.port).await;
         assert_eq!(line, REFUSAL, "every slot is taken");
 

@@ -6,7 +6,11 @@ use qmail_core::env::{Plant, PlantSet};
 use qmail_sim_tests::{RunOptions, run};
 
 /// Seeds tried per planted bug before the simulator is declared blind to it.
-const BOUND: u64 = 50;
+/// skip-dir-sync sets it: since intake syncs `todo/` after every unlink
+/// (link, sync `mess/`, unlink, sync `todo/`), another message's intake soon
+/// makes a skipped injection sync good, and the plant loses mail only in
+/// about 4% of seeds (17 of 0..400; first caught by seed 67).
+const BOUND: u64 = 150;
 
 fn caught(plant: Plant) -> u64 {
     let opts = RunOptions {

@@ -15,10 +15,8 @@ use super::prepare::{Options, Stamp, prepare};
 use super::settings::Settings;
 use super::{InjectError, Prepared};
 use crate::env::Env;
-use crate::local::ByteSource;
-use crate::local::forward::{ForwardError, ForwardRequest, forward};
-use crate::queue::InvokedFrom;
-use crate::queue::Queue;
+use crate::queue::ByteSource;
+use crate::queue::{Envelope, InvokedFrom, Queue, Submission, Submitter};
 
 /// Where the completed message goes.
 pub enum Destination<'a, E: Env> {
@@ -81,7 +79,7 @@ pub async fn inject<E: Env, S: ByteSource>(
             out.write_all(&prepared.header)
                 .await
                 .map_err(InjectError::Write)?;
-            let mut chunk = vec![0u8; crate::local::message::CHUNK];
+            let mut chunk = vec![0u8; crate::queue::CHUNK];
             loop {
                 let n = match body.read_chunk(&mut chunk).await {
                     Ok(n) => n,
@@ -212,25 +210,18 @@ async fn submit<E: Env, S: ByteSource>(
     message: &mut S,
 ) -> Result<(), InjectError> {
     let uid = queue.env().identity().uid;
-    let req = ForwardRequest {
-        dtline: "",
-        sender,
-        recipients,
-        invoked: InvokedFrom::Uid(uid),
-        uid,
+    let by = Submitter::me(queue.env(), InvokedFrom::Uid(uid));
+    let mut sub = Submission::open(queue, program, by).await;
+    sub.copy_from(message).await;
+    let envelope = Envelope {
+        sender: sender.to_string(),
+        recipients: recipients.to_vec(),
     };
-    forward(queue, program, &req, message)
+    sub.close(&envelope)
         .await
         .map(|_| ())
-        .map_err(|e| {
-            let permanent = matches!(e, ForwardError::Permanent(_));
-            let text = e.text();
-            let text = text
-                .strip_prefix("Unable to forward message: ")
-                .unwrap_or(text);
-            InjectError::Queue {
-                permanent,
-                text: text.trim_end_matches('.').to_string(),
-            }
+        .map_err(|e| InjectError::Queue {
+            permanent: e.is_permanent(),
+            text: e.text().trim_end_matches('.').to_string(),
         })
 }
