@@ -11,6 +11,7 @@
 //! * Legacy flags are accepted and ignored: `-i -v -x -m -oX -eX -pX -BX -E
 //!   -J -bm`. Anything else is refused (exit 100) with the usage.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
@@ -128,14 +129,11 @@ fn smtp_session() -> ExitCode {
             ("TCPREMOTEINFO", "sendmail-bs"),
         ]);
     }
-    // qmail-smtpd's commits wake the scheduler themselves.
-    match cmd.status() {
-        Ok(st) => ExitCode::from(st.code().and_then(|c| u8::try_from(c).ok()).unwrap_or(111)),
-        Err(err) => {
-            eprintln!("sendmail: fatal: unable to run {}: {err}", smtpd.display());
-            ExitCode::from(111)
-        }
-    }
+    // In its place, as qmail's sendmail does: qmail-smtpd's commits wake
+    // the scheduler themselves, so nothing is left to do after the session.
+    let err = cmd.exec();
+    eprintln!("sendmail: fatal: unable to run {}: {err}", smtpd.display());
+    ExitCode::from(111)
 }
 
 /// A qmail-rs program: beside this executable, else in the installation's
