@@ -214,31 +214,35 @@ fn a_bounce_record_whose_sync_dropped_it_leaves_no_hole() {
     });
 }
 
-/// An intake whose last step (the sync of `todo/` after the unlink) failed
-/// is resumed from `mess/`; the resumption makes the unlink durable first,
-/// so a crash afterwards cannot bring the `todo/` name back.
+/// A write-down whose last step (the sync of `todo/` after the unlink)
+/// failed is tried again from the state in memory, as the scheduler does;
+/// the retry makes the unlink durable, so a crash afterwards cannot bring
+/// the `todo/` name back.
 #[test]
-fn a_resumed_intake_makes_the_todo_removal_durable() {
+fn a_retried_write_down_makes_the_todo_removal_durable() {
     let route = |a: &str| (qmail_core::queue::Channel::Local, a.to_string());
-    // How many mutations a whole intake makes; the last is the todo/ sync.
+    // How many mutations a whole write-down makes; the last is the todo/ sync.
     let (fs, q, rt) = setup();
     let ops = rt.block_on(async {
         inject(&q, 10).await.unwrap();
         let id = q.list_todo().await.unwrap()[0];
+        let state = q.take_in(id, route).await.unwrap();
         let before = fs.stats().mutations;
-        q.preprocess(id, route).await.unwrap();
+        q.persist(&state).await.unwrap();
         fs.stats().mutations - before
     });
     let (fs, q, rt) = setup();
     rt.block_on(async {
         inject(&q, 10).await.unwrap();
         let id = q.list_todo().await.unwrap()[0];
+        let state = q.take_in(id, route).await.unwrap();
         fs.halt_after(ops - 1);
-        assert!(q.preprocess(id, route).await.is_err());
+        assert!(q.persist(&state).await.is_err());
         fs.resume();
         assert!(!fs.exists(&q.layout().todo(id)).await, "unlinked");
-        let st = q.resume_intake(id).await.unwrap();
+        let st = q.persist(&state).await.unwrap();
         assert_eq!(st.local.len(), 1);
+        assert!(!st.fresh);
         fs.crash(
             4,
             qmail_io_sim::CrashOptions {

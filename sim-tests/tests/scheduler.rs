@@ -537,6 +537,93 @@ fn a_crash_at_any_point_of_a_message_life_loses_nothing() {
     assert!(swept.held > 60);
 }
 
+/// The same for a message that cannot finish at once: one recipient
+/// defers on its first attempt, so the message is written down (state
+/// files with the other recipient's done mark, the move into `mess/`) and
+/// finished on the retry. A crash anywhere in that loses nothing, and a
+/// recipient delivered before the write-down is not delivered again unless
+/// a crash came before it.
+#[test]
+fn a_crash_at_any_point_of_a_written_down_message_loses_nothing() {
+    let script: Script = Arc::new(|job, attempt| {
+        if rcpt(job) == "late@sim.test" && attempt == 0 {
+            (
+                Outcome::Deferral("Unable to lock mailbox. (#4.2.1)\n".into()),
+                Duration::from_millis(10),
+            )
+        } else {
+            success()
+        }
+    });
+    let messages = vec![msg("u2@sim.test", &["u1@sim.test", "late@sim.test"], BODY)];
+    let build = || {
+        world(
+            11,
+            Duration::from_millis(100),
+            control(),
+            messages.clone(),
+            script.clone(),
+        )
+    };
+    let mut w = build();
+    let (total, drained) = mutations_of(&w.fs.clone(), || {
+        w.run_until(Duration::from_secs(600), |w| w.drained())
+    });
+    assert!(drained);
+    let calls = w.calls();
+    assert_eq!(
+        calls
+            .iter()
+            .filter(|c| c.recipient == "u1@sim.test")
+            .count(),
+        1,
+        "delivered again after the write-down without a crash: {calls:#?}"
+    );
+    let mut duplicates = 0;
+    let swept = crash_sweep("written-down message", total, 3, |point| {
+        let mut w = build();
+        w.crash_at(&point, Duration::from_secs(30));
+        w.run_for(Duration::from_secs(900));
+        let calls = w.calls();
+        if !w.queue_empty() {
+            let files: Vec<String> =
+                w.fs.snapshot()
+                    .iter()
+                    .map(|(p, _)| p.display().to_string())
+                    .filter(|p| p.starts_with("/q/") && !p.starts_with("/q/lock"))
+                    .collect();
+            return Err(format!("queue did not drain: {files:#?} {calls:#?}"));
+        }
+        if let Some(c) = calls
+            .iter()
+            .find(|c| !["u1@sim.test", "late@sim.test"].contains(&c.recipient.as_str()))
+        {
+            return Err(format!("delivery to a stranger: {c:?}"));
+        }
+        if !w.all_acknowledged() {
+            return Ok(Checked::NothingAccepted);
+        }
+        let count = |r: &str| {
+            calls
+                .iter()
+                .filter(|c| c.recipient == r && c.body == BODY)
+                .count()
+        };
+        at_least_once(
+            [
+                ("u1@sim.test", count("u1@sim.test")),
+                ("late@sim.test", count("late@sim.test")),
+            ],
+            &mut duplicates,
+        )
+        .map_err(|e| format!("{e}: {calls:#?}"))?;
+        Ok(Checked::Held)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("{duplicates} duplicate deliveries");
+    assert!(swept.held > 30);
+}
+
 #[test]
 fn control_files_and_their_defaults() {
     let rt = tokio::runtime::Builder::new_current_thread()

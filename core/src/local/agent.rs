@@ -22,7 +22,7 @@ use crate::deliver::{Deliver, DeliveryJob, MessageRef, Outcome};
 use crate::env::{Clock, Env, Exec, FileRange, Fs, ProgramInput, ProgramSpec, Users};
 use crate::home::Home;
 use crate::queue::InvokedFrom;
-use crate::queue::Queue;
+use crate::queue::{DirSyncs, Queue};
 
 /// The permanent failure for an address nobody is in charge of.
 pub const NO_MAILBOX: &str = "Sorry, no mailbox here by that name. (#5.1.1)\n";
@@ -119,6 +119,8 @@ struct Inner<E: Env> {
     config: LocalConfig,
     /// Maildir deliveries so far (part of each unique file name).
     counter: AtomicU64,
+    /// Group commit of the maildirs' `new/` directories.
+    new_syncs: DirSyncs,
     /// Embedded mode: mailboxes made durable by this agent, which need no
     /// second look.
     durable_mailboxes: Mutex<BTreeSet<PathBuf>>,
@@ -133,6 +135,7 @@ impl<E: Env> LocalDelivery<E> {
                 home,
                 config,
                 counter: AtomicU64::new(0),
+                new_syncs: DirSyncs::default(),
                 durable_mailboxes: Mutex::new(BTreeSet::new()),
             }),
         }
@@ -516,18 +519,32 @@ impl<E: Env> Inner<E> {
                     files += 1;
                     let prefix = format!("{}{dtline}", vars.rpline());
                     let mut src = self.reader(&job.message).await?;
-                    deliver_maildir(env, &self.counter, &dir, prefix.as_bytes(), &mut src)
-                        .await
-                        .map_err(|v| v.after(&report))?;
+                    deliver_maildir(
+                        env,
+                        &self.counter,
+                        &self.new_syncs,
+                        &dir,
+                        prefix.as_bytes(),
+                        &mut src,
+                    )
+                    .await
+                    .map_err(|v| v.after(&report))?;
                 }
                 Step::Mailbox(dir) => {
                     files += 1;
                     self.make_mailbox(&dir).await?;
                     let prefix = format!("{}{dtline}", vars.rpline());
                     let mut src = self.reader(&job.message).await?;
-                    deliver_maildir(env, &self.counter, &dir, prefix.as_bytes(), &mut src)
-                        .await
-                        .map_err(|v| v.after(&report))?;
+                    deliver_maildir(
+                        env,
+                        &self.counter,
+                        &self.new_syncs,
+                        &dir,
+                        prefix.as_bytes(),
+                        &mut src,
+                    )
+                    .await
+                    .map_err(|v| v.after(&report))?;
                 }
                 Step::Mbox { path, .. } => {
                     files += 1;

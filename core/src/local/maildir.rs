@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::message::{ByteSource, CHUNK};
 use crate::env::{Clock, Env, Fs, FsFile, OpenOptions, Plant, Rng};
+use crate::queue::DirSyncs;
 
 /// A name no other delivery uses: `TIME.PpidQcountRrandom.HOST`, the
 /// maildir convention's form of qmail's `time.pid.host`. The per-process
@@ -38,10 +39,12 @@ pub fn unique_name<E: Env>(env: &E, counter: &AtomicU64) -> String {
 }
 
 /// Delivers `prefix` followed by the message from `source` into the maildir
-/// `dir`. Returns the name of the file in `new/`.
+/// `dir`. Returns the name of the file in `new/`. Concurrent deliveries
+/// into one maildir share the sync of its `new/` through `new_syncs`.
 pub async fn deliver_maildir<E: Env, S: ByteSource>(
     env: &E,
     counter: &AtomicU64,
+    new_syncs: &DirSyncs,
     dir: &Path,
     prefix: &[u8],
     source: &mut S,
@@ -54,7 +57,7 @@ pub async fn deliver_maildir<E: Env, S: ByteSource>(
         }
     }
     let (name, tmp, mut file) = create_tmp(env, counter, dir).await?;
-    let written = write_and_link(env, dir, &name, &tmp, &mut file, prefix, source).await;
+    let written = write_and_link(env, new_syncs, dir, &name, &tmp, &mut file, prefix, source).await;
     drop(file);
     // The tmp/ name goes in every case; a crash before this leaves a stale
     // file in tmp/, which maildir readers clean up (never one in new/).
@@ -89,8 +92,10 @@ async fn create_tmp<E: Env>(
     ))
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_and_link<E: Env, F: FsFile, S: ByteSource>(
     env: &E,
+    new_syncs: &DirSyncs,
     dir: &Path,
     name: &str,
     tmp: &Path,
@@ -125,7 +130,8 @@ async fn write_and_link<E: Env, F: FsFile, S: ByteSource>(
     fs.link(tmp, &new.join(name)).await.map_err(|e| {
         Verdict::temporary(format!("Unable to link tmp/ file into new/: {e}. (#4.3.0)"))
     })?;
-    fs.sync_dir(&new)
+    new_syncs
+        .sync(fs, &new)
         .await
         .map_err(|e| Verdict::temporary(format!("Unable to sync maildir new/: {e}. (#4.3.0)")))
 }

@@ -272,11 +272,12 @@ fn addr_string(b: &[u8]) -> Result<String, QueueError> {
         .map_err(|_| QueueError::BadEnvelope("address is not UTF-8".into()))
 }
 
-/// One record of a state file: `T<addr>\0` (to do) or `D<addr>\0` (done).
-pub fn encode_records<'a>(addrs: impl Iterator<Item = &'a str>) -> Vec<u8> {
+/// The records of a state file, from (address, done): `T<addr>\0` (to do)
+/// or `D<addr>\0` (done).
+pub fn encode_records<'a>(rcpts: impl Iterator<Item = (&'a str, bool)>) -> Vec<u8> {
     let mut out = Vec::new();
-    for a in addrs {
-        out.push(b'T');
+    for (a, done) in rcpts {
+        out.push(if done { b'D' } else { b'T' });
         out.extend_from_slice(a.as_bytes());
         out.push(0);
     }
@@ -439,11 +440,12 @@ mod tests {
         }
 
         #[test]
-        fn records_round_trip(addrs in proptest::collection::vec("[a-z@.]{1,30}", 0..10)) {
-            let enc = encode_records(addrs.iter().map(String::as_str));
+        fn records_round_trip(rcpts in proptest::collection::vec(("[a-z@.]{1,30}", any::<bool>()), 0..10)) {
+            let enc = encode_records(rcpts.iter().map(|(a, d)| (a.as_str(), *d)));
             let dec = decode_records(&enc).unwrap();
-            prop_assert_eq!(dec.iter().map(|r| r.2.clone()).collect::<Vec<_>>(), addrs);
-            prop_assert!(dec.iter().all(|r| !r.1 && enc[r.0 as usize] == b'T'));
+            prop_assert_eq!(dec.iter().map(|r| (r.2.clone(), r.1)).collect::<Vec<_>>(), rcpts);
+            let mark = |done: bool| if done { b'D' } else { b'T' };
+            prop_assert!(dec.iter().all(|r| enc[r.0 as usize] == mark(r.1)));
         }
     }
 }

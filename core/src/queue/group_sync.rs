@@ -1,11 +1,13 @@
-//! Group commit of one directory: concurrent callers that each need the
+//! Group commit of a directory: concurrent callers that each need the
 //! directory synced after their own change share one `fsync`. A caller never
 //! returns before a sync that *started after* its call has finished, so no
 //! acknowledgement precedes its own durability.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -49,6 +51,20 @@ impl GroupSync {
     /// succeeded, or with the error of that sync.
     pub(crate) async fn sync<F: Fs>(&self, fs: &F) -> io::Result<()> {
         let batch = Arc::clone(&self.lock().next);
+        self.join(fs, batch).await
+    }
+
+    /// Like [`GroupSync::sync`], but in no hurry: waits `patience` first, so
+    /// that a sync someone else starts meanwhile (an injection's) serves this
+    /// caller too, and syncs only if none did.
+    pub(crate) async fn sync_within<F: Fs>(&self, fs: &F, patience: Duration) -> io::Result<()> {
+        let batch = Arc::clone(&self.lock().next);
+        tokio::time::sleep(patience).await;
+        self.join(fs, batch).await
+    }
+
+    /// Waits for `batch` to be synced, leading its sync if nobody else is.
+    async fn join<F: Fs>(&self, fs: &F, batch: Arc<Batch>) -> io::Result<()> {
         loop {
             let changed = self.changed.notified();
             tokio::pin!(changed);
@@ -90,5 +106,34 @@ impl Drop for Leading<'_> {
     fn drop(&mut self) {
         self.0.lock().running = false;
         self.0.changed.notify_waiters();
+    }
+}
+
+/// Group commit for many directories at once (the `new/` directories of the
+/// maildirs a local agent delivers to): concurrent deliveries into one
+/// directory share its sync. An entry lives only while someone uses it.
+#[derive(Default)]
+pub struct DirSyncs {
+    dirs: Mutex<BTreeMap<PathBuf, Weak<GroupSync>>>,
+}
+
+impl DirSyncs {
+    /// Returns once a sync of `dir` that started after this call has
+    /// succeeded, or with the error of that sync.
+    pub async fn sync<F: Fs>(&self, fs: &F, dir: &Path) -> io::Result<()> {
+        let group = {
+            let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            match dirs.get(dir).and_then(Weak::upgrade) {
+                Some(g) => g,
+                None => {
+                    // Forget the directories nobody syncs any more.
+                    dirs.retain(|_, g| g.strong_count() > 0);
+                    let g = Arc::new(GroupSync::new(dir.to_path_buf()));
+                    dirs.insert(dir.to_path_buf(), Arc::downgrade(&g));
+                    g
+                }
+            }
+        };
+        group.sync(fs).await
     }
 }

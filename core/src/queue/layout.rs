@@ -65,6 +65,11 @@ impl Layout {
     pub fn mess(&self, id: MsgId) -> PathBuf {
         self.split_path("mess", id)
     }
+    /// Where a queued message's file is: `todo/ID` while it is fresh (taken
+    /// in but not written down), `mess/N/ID` after.
+    pub fn message(&self, id: MsgId, fresh: bool) -> PathBuf {
+        if fresh { self.todo(id) } else { self.mess(id) }
+    }
     pub fn local(&self, id: MsgId) -> PathBuf {
         self.split_path("local", id)
     }

@@ -8,14 +8,21 @@
 //!    the header written, the file synced, renamed to `todo/ID` and `todo/`
 //!    synced (shared between concurrent injections: group commit). Success is
 //!    returned only after that sync: this is the commit point.
-//! 2. **Preprocessing** ([`Queue::preprocess`], the scheduler's intake): the
-//!    recipients are split into `local/H/ID` and `remote/H/ID` state files
-//!    (synced, directories synced), then `todo/ID` is renamed to `mess/H/ID`
-//!    and both directories synced.
-//! 3. **Delivery checkpoints** ([`Queue::mark_done`]): a recipient's record is
-//!    flipped from `T` to `D` in place and the state file synced.
-//! 4. **Removal** ([`Queue::remove_if_done`]): once every recipient is done and
-//!    no bounce is pending, the state files go first, the message file last.
+//! 2. **Intake** ([`Queue::take_in`]): the scheduler reads the envelope and
+//!    routes the recipients, in memory only; the message is *fresh* and is
+//!    delivered straight from `todo/ID`. A crash leaves it there, to be
+//!    delivered again in full.
+//! 3. **Writing down** ([`Queue::persist`], only for a message with work
+//!    left after its first attempts): the recipients and their done marks go
+//!    into `local/H/ID` and `remote/H/ID` state files (synced, directories
+//!    synced), then `todo/ID` is linked to `mess/H/ID`, `mess/H` synced, the
+//!    `todo/` name unlinked and `todo/` synced.
+//! 4. **Delivery checkpoints** ([`Queue::mark_done`], written-down messages
+//!    only): a recipient's record is flipped from `T` to `D` in place and the
+//!    state file synced.
+//! 5. **Removal** ([`Queue::remove`]): a fresh message loses its `todo/`
+//!    name (made durable by the next shared sync of `todo/`); a written-down
+//!    one its state files first, the message file last.
 //!
 //! [`Queue::recover`] finishes or undoes whatever a crash interrupted.
 //!
@@ -40,6 +47,7 @@ mod submit;
 pub use error::QueueError;
 pub use exit::QqExit;
 pub use format::{Envelope, EnvelopeReader, HEADER_LEN, MAX_ADDRESS, MessageHeader};
+pub use group_sync::DirSyncs;
 pub use inject::Injection;
 pub use layout::{Layout, MsgId, SPLIT};
 pub use lock::{LockError, SchedulerLock};

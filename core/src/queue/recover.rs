@@ -58,8 +58,7 @@ impl<E: Env> Queue<E> {
             fs.sync_dir(&l.tmp_dir()).await?;
         }
 
-        // 2. todo/ is committed work: left for the scheduler's intake, which
-        //    rewrites any state files an interrupted intake left behind. A
+        // 2. todo/ is committed work: left for the scheduler's intake. A
         //    name in both todo/ and mess/ is one file (ids are inode numbers)
         //    whose rename into mess/ was made durable but the removal of its
         //    old name was not (a filesystem without a journal may do that):
@@ -92,16 +91,21 @@ impl<E: Env> Queue<E> {
             }
         }
 
-        // 4. State and bounce files of messages that are neither in todo/ nor
-        //    in mess/ belong to nothing.
-        let known =
-            |id: MsgId| todo.binary_search(&id).is_ok() || active.binary_search(&id).is_ok();
+        // 4. State files belong to messages in mess/: one beside a message
+        //    still in todo/ is left by a write-down that a crash cut before
+        //    its link into mess/ (the message is taken in afresh and needs
+        //    none). Bounce files belong to messages in todo/ (a fresh
+        //    message's recorded failure) or mess/. Anything else belongs to
+        //    nothing.
+        let in_mess = |id: MsgId| active.binary_search(&id).is_ok();
+        let in_todo = |id: MsgId| todo.binary_search(&id).is_ok();
         for kind in ["local", "remote", "bounce"] {
             for n in 0..SPLIT {
                 let dir = l.split_dir(kind, n);
                 let mut removed = false;
                 for e in fs.read_dir(&dir).await? {
-                    let orphan = id_of(&e.name).is_none_or(|id| !known(id));
+                    let owned = |id: MsgId| in_mess(id) || (kind == "bounce" && in_todo(id));
+                    let orphan = id_of(&e.name).is_none_or(|id| !owned(id));
                     if orphan {
                         fs.remove_file(&dir.join(&e.name)).await?;
                         report.orphans_removed += 1;

@@ -38,6 +38,11 @@ pub struct MessageState {
     pub remote: Vec<Recipient>,
     /// Failures recorded for a bounce that has not been sent yet.
     pub bounce_pending: bool,
+    /// Still in `todo/` with no state files: taken in by [`Queue::take_in`]
+    /// and not yet written down by [`Queue::persist`]. Its done marks live
+    /// only in memory; a crash leaves the message in `todo/`, and it is
+    /// delivered again in full (a duplicate, never a loss).
+    pub fresh: bool,
 }
 
 impl MessageState {
@@ -122,21 +127,21 @@ fn recipients(path: &Path, bytes: &[u8]) -> Result<Vec<Recipient>, QueueError> {
         .collect())
 }
 
-/// Writes a channel's state file for `addrs` at intake (synced, its name
-/// too) and returns its recipients. With no recipients, a stale file from
+/// Writes a channel's state file for `rcpts`, with their done marks
+/// (synced, its name too), and returns them with their marks' offsets. With no recipients, a stale file from
 /// an earlier intake with other routing is removed instead.
 async fn write_state<F: Fs>(
     fs: &F,
     path: &Path,
-    addrs: &[String],
+    rcpts: &[Recipient],
 ) -> Result<Vec<Recipient>, QueueError> {
-    if addrs.is_empty() {
+    if rcpts.is_empty() {
         if remove_if_exists(fs, path).await? {
             fs.sync_dir(parent(path)).await?;
         }
         return Ok(Vec::new());
     }
-    let records = encode_records(addrs.iter().map(String::as_str));
+    let records = encode_records(rcpts.iter().map(|r| (r.address.as_str(), r.done)));
     write_synced(fs, path, &records).await?;
     // The name is durable before the rename into mess/ can be: a message in
     // mess/ without its state files would be taken for a finished one.
@@ -199,28 +204,58 @@ impl<E: Env> Queue<E> {
         read_head(self.env.fs(), &self.layout.todo(id)).await
     }
 
-    /// Takes a committed message in: splits its recipients into local and
-    /// remote state files as `route` says (which also gives the address to
-    /// deliver to, rewritten by routing), makes them durable, then moves the
-    /// message from `todo/` to `mess/` (link, sync, unlink, sync). Safe to repeat after a crash: the state
-    /// files are rewritten from the envelope, which nothing has acted on yet.
-    pub async fn preprocess(
+    /// Takes a committed message in, in memory only: reads its envelope and
+    /// routes each recipient to local or remote as `route` says (which also
+    /// gives the address to deliver to, rewritten by routing). Nothing is
+    /// written: the message stays in `todo/`, where a crash leaves it to be
+    /// taken in again, and its deliveries read it there. Most messages are
+    /// delivered and removed without ever being written down; only what is
+    /// left to do after the first attempts is ([`Queue::persist`]).
+    pub async fn take_in(
         &self,
         id: MsgId,
         route: impl Fn(&str) -> (Channel, String),
     ) -> Result<MessageState, QueueError> {
-        let fs = self.env.fs();
-        let l = &self.layout;
         let (header, envelope) = self.read_todo(id).await?;
         let (mut local, mut remote) = (Vec::new(), Vec::new());
         for r in &envelope.recipients {
-            match route(r) {
-                (Channel::Local, a) => local.push(a),
-                (Channel::Remote, a) => remote.push(a),
+            let (ch, address) = route(r);
+            let rcpt = Recipient {
+                address,
+                done: false,
+                offset: 0,
+            };
+            match ch {
+                Channel::Local => local.push(rcpt),
+                Channel::Remote => remote.push(rcpt),
             }
         }
-        let local_rcpts = write_state(fs, &l.local(id), &local).await?;
-        let remote_rcpts = write_state(fs, &l.remote(id), &remote).await?;
+        Ok(MessageState {
+            id,
+            header,
+            sender: envelope.sender,
+            local,
+            remote,
+            // A bounce file beside a message still in todo/ is this very
+            // message's (its inode is alive, so the id is not reused): a
+            // crash came between recording a failure and sending the bounce.
+            bounce_pending: self.env.fs().exists(&self.layout.bounce(id)).await,
+            fresh: true,
+        })
+    }
+
+    /// Writes down a fresh message's state: its recipients and their done
+    /// marks go into state files (synced, their names too), then the message
+    /// moves from `todo/` to `mess/` (link, sync, unlink, sync). Returns the
+    /// state as written (no longer fresh). Safe to repeat after a crash or a
+    /// failure: the state files are rewritten, and a link already made is
+    /// this very file (ids are inode numbers).
+    pub async fn persist(&self, state: &MessageState) -> Result<MessageState, QueueError> {
+        let fs = self.env.fs();
+        let l = &self.layout;
+        let id = state.id;
+        let local = write_state(fs, &l.local(id), &state.local).await?;
+        let remote = write_state(fs, &l.remote(id), &state.remote).await?;
         // qmail's order, which holds without a journal too: the new name is
         // durable before the old one goes, and the old one's removal is
         // durable before anything acts on the message (else a crash could
@@ -230,32 +265,33 @@ impl<E: Env> Queue<E> {
         let mess = l.mess(id);
         match fs.link(&l.todo(id), &mess).await {
             Ok(()) => {}
-            // An earlier intake of this message linked it and then failed:
-            // ids are inode numbers, so the name is this very file.
+            // An earlier attempt linked it and then failed: ids are inode
+            // numbers, so the name is this very file.
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            // An earlier attempt got as far as the unlink.
+            Err(e) if e.kind() == io::ErrorKind::NotFound && fs.exists(&mess).await => {}
             Err(e) => return Err(e.into()),
         }
         fs.sync_dir(parent(&mess)).await?;
         remove_if_exists(fs, &l.todo(id)).await?;
         self.todo_sync.sync(fs).await?;
-        // The state is what was just written: no need to read it back.
         Ok(MessageState {
-            id,
-            header,
-            sender: envelope.sender,
-            local: local_rcpts,
-            remote: remote_rcpts,
-            bounce_pending: fs.exists(&l.bounce(id)).await,
+            local,
+            remote,
+            fresh: false,
+            ..state.clone()
         })
     }
 
-    /// The state of a message whose intake failed after its link into
-    /// `mess/`: makes the removal of its `todo/` name durable first (that
-    /// sync may be what failed), so a crash after its delivery cannot bring
-    /// the old name back.
-    pub async fn resume_intake(&self, id: MsgId) -> Result<MessageState, QueueError> {
-        self.todo_sync.sync(self.env.fs()).await?;
-        self.load(id).await
+    /// Takes a committed message in and writes its state down at once
+    /// ([`Queue::take_in`], then [`Queue::persist`]).
+    pub async fn preprocess(
+        &self,
+        id: MsgId,
+        route: impl Fn(&str) -> (Channel, String),
+    ) -> Result<MessageState, QueueError> {
+        let state = self.take_in(id, route).await?;
+        self.persist(&state).await
     }
 
     /// The durable state of a message the scheduler took in.
@@ -269,6 +305,7 @@ impl<E: Env> Queue<E> {
             local: read_records(fs, &self.layout.local(id)).await?,
             remote: read_records(fs, &self.layout.remote(id)).await?,
             bounce_pending: fs.exists(&self.layout.bounce(id)).await,
+            fresh: false,
         })
     }
 
@@ -416,4 +453,30 @@ impl<E: Env> Queue<E> {
         }
         Ok(())
     }
+
+    /// Removes a finished message: its files, or for a fresh message its one
+    /// name in `todo/`. A fresh message's removal must become durable, or a
+    /// crash brings it back to be delivered again; it needs no sync of its
+    /// own, though: the next injection's group sync of `todo/` covers it,
+    /// and if none comes within [`REMOVAL_PATIENCE`] a background task syncs
+    /// `todo/` (one sync for every removal of that while).
+    pub async fn remove(&self, id: MsgId, fresh: bool) -> Result<(), QueueError> {
+        if !fresh {
+            return self.remove_files(id).await;
+        }
+        remove_if_exists(self.env.fs(), &self.layout.todo(id)).await?;
+        let queue = self.clone();
+        tokio::spawn(async move {
+            let fs = queue.env.fs();
+            if let Err(e) = queue.todo_sync.sync_within(fs, REMOVAL_PATIENCE).await {
+                tracing::warn!("unable to sync todo/ after removals: {e}");
+            }
+        });
+        Ok(())
+    }
 }
+
+/// How long a fresh message's removal from `todo/` may wait for a sync of
+/// `todo/` that some injection makes anyway. A crash within this window
+/// may deliver the message again (never lose it).
+pub const REMOVAL_PATIENCE: std::time::Duration = std::time::Duration::from_millis(500);

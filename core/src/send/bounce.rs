@@ -8,30 +8,21 @@
 use super::control::BounceControl;
 use crate::deliver::MessageRef;
 use crate::env::Env;
-use crate::queue::{
-    Envelope, HEADER_LEN, InvokedFrom, MessageReader, MsgId, QqExit, Queue, Submission, Submitter,
-};
+use crate::queue::{Envelope, InvokedFrom, MessageReader, QqExit, Queue, Submission, Submitter};
 
 /// Submits a bounce: `head` (the text up to the quoted message), then the
-/// `len` bytes of queued message `id`, with `envelope`. Returns the
-/// committing process's id. A message that cannot be read whole commits
-/// nothing.
+/// queued message `original`, with `envelope`. Returns the committing
+/// process's id. A message that cannot be read whole commits nothing.
 pub async fn submit_bounce<E: Env>(
     queue: &Queue<E>,
-    id: MsgId,
-    len: u64,
+    original: &MessageRef,
     head: &str,
     envelope: &Envelope,
 ) -> Result<u32, QqExit> {
     let by = Submitter::me(queue.env(), InvokedFrom::Bounce);
     let mut sub = Submission::open(queue, None, by).await;
     sub.put(head.as_bytes()).await;
-    let quoted = MessageRef {
-        path: queue.layout().mess(id),
-        offset: HEADER_LEN as u64,
-        len,
-    };
-    match MessageReader::open(queue.env().fs(), &quoted).await {
+    match MessageReader::open(queue.env().fs(), original).await {
         Ok(mut source) => sub.copy_from(&mut source).await,
         Err(_) => sub.fail(QqExit::READ).await,
     }

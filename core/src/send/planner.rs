@@ -159,6 +159,12 @@ pub enum Event {
         id: MsgId,
         result: Result<(), String>,
     },
+    /// A fresh message's state was written down (the state as written,
+    /// with its marks' offsets), or not.
+    Persisted {
+        id: MsgId,
+        result: Result<MessageState, String>,
+    },
     /// SIGALRM: every waiting recipient is due now.
     RetryNow,
     /// SIGTERM: start nothing new.
@@ -182,6 +188,9 @@ pub struct StartJob {
     pub len: u64,
     /// The attempt starts after the queue lifetime: a deferral is final.
     pub dying: bool,
+    /// The message is fresh (still in `todo/`, no state files): outcomes
+    /// are not marked in the queue, only reported.
+    pub fresh: bool,
 }
 
 /// What the driver must do.
@@ -194,10 +203,19 @@ pub enum Action {
         id: MsgId,
         sender: String,
         len: u64,
+        /// The message is fresh (its file is in `todo/`).
+        fresh: bool,
     },
-    /// Remove the message's files; report [`Event::Removed`].
+    /// Remove the message (its one `todo/` name if it is fresh); report
+    /// [`Event::Removed`].
     Remove {
         id: MsgId,
+        fresh: bool,
+    },
+    /// Write a fresh message's state down (state files, then the move into
+    /// `mess/`); report [`Event::Persisted`].
+    Persist {
+        state: MessageState,
     },
     /// Write one of qmail-send's log lines.
     Log(String),
@@ -234,6 +252,7 @@ struct Message {
 enum Io {
     Bounce,
     Remove,
+    Persist,
 }
 
 impl Message {
@@ -273,6 +292,22 @@ impl Message {
 
     fn idle(&self) -> bool {
         self.in_flight == PerChannel([0, 0]) && self.io.is_none()
+    }
+
+    /// Some channel has recipients due by `now` (waiting for a free slot
+    /// or about to start), as opposed to waiting on the retry schedule.
+    fn due_by(&self, now: Secs) -> bool {
+        CHANNELS
+            .iter()
+            .any(|&ch| self.due[ch].is_some_and(|t| t <= now))
+    }
+
+    fn any_done(&self) -> bool {
+        self.state
+            .local
+            .iter()
+            .chain(&self.state.remote)
+            .any(|r| r.done)
     }
 }
 
@@ -352,6 +387,11 @@ impl Planner {
         self.messages.contains_key(&id)
     }
 
+    /// The ids of every message the planner holds.
+    pub fn known(&self) -> BTreeSet<MsgId> {
+        self.messages.keys().copied().collect()
+    }
+
     /// Jobs in flight on `ch`.
     pub fn busy(&self, ch: Channel) -> usize {
         self.busy[ch]
@@ -402,6 +442,11 @@ impl Planner {
             Event::TakenIn(states) => {
                 for state in states {
                     let id = state.id;
+                    // Taken in twice (found again while in flight): the
+                    // state in hand is the one things ran on.
+                    if self.knows(id) {
+                        continue;
+                    }
                     self.log(log::new_msg(id));
                     self.log(log::info_msg(
                         id,
@@ -417,6 +462,7 @@ impl Planner {
             Event::Completed { job, results } => self.complete(job, results, now),
             Event::Bounced { id, result } => self.bounced(id, result, now),
             Event::Removed { id, result } => self.removed(id, result, now),
+            Event::Persisted { id, result } => self.persisted(id, result, now),
             Event::RetryNow => {
                 let ids: Vec<MsgId> = self.messages.keys().copied().collect();
                 for id in ids {
@@ -429,7 +475,15 @@ impl Planner {
                     self.after_attempts(id, now);
                 }
             }
-            Event::Stop => self.stopping = true,
+            Event::Stop => {
+                self.stopping = true;
+                // Fresh messages with done recipients are written down, so
+                // a restart does not deliver to those again.
+                let ids: Vec<MsgId> = self.messages.keys().copied().collect();
+                for id in ids {
+                    self.after_attempts(id, now);
+                }
+            }
             Event::Policy(policy) => self.policy = policy,
             Event::Tick => {}
         }
@@ -607,6 +661,7 @@ impl Planner {
             recipients,
             len: m.state.header.len,
             dying: is_dying(m.state.header.birth, now.0, lifetime),
+            fresh: m.state.fresh,
         };
         self.jobs.insert(
             job,
@@ -708,9 +763,10 @@ impl Planner {
         self.after_attempts(id, now);
     }
 
-    /// When nothing of a message is in flight: send its bounce, or remove
-    /// it if nothing is left to do.
-    fn after_attempts(&mut self, id: MsgId, _now: Secs) {
+    /// When nothing of a message is in flight: send its bounce, remove it
+    /// if nothing is left to do, or write a fresh message's state down once
+    /// it waits on the retry schedule (or the scheduler stops).
+    fn after_attempts(&mut self, id: MsgId, now: Secs) {
         let Some(m) = self.messages.get_mut(&id) else {
             return;
         };
@@ -720,16 +776,51 @@ impl Planner {
         if m.state.bounce_pending {
             m.io = Some(Io::Bounce);
             let (sender, len) = (m.state.sender.clone(), m.state.header.len);
-            self.actions.push_back(Action::Bounce { id, sender, len });
+            let fresh = m.state.fresh;
+            self.actions.push_back(Action::Bounce {
+                id,
+                sender,
+                len,
+                fresh,
+            });
             return;
         }
-        // The state says finished only once every done mark and the bounce
-        // are durable, so it needs no second look at the disk.
-        if !m.state.finished() && !self.policy.remove_pending {
+        // The state says finished only once every done mark (in memory for
+        // a fresh message, whose whole delivery a crash repeats) and the
+        // bounce are durable, so it needs no second look at the disk.
+        if m.state.finished() || self.policy.remove_pending {
+            m.io = Some(Io::Remove);
+            let fresh = m.state.fresh;
+            self.actions.push_back(Action::Remove { id, fresh });
             return;
         }
-        m.io = Some(Io::Remove);
-        self.actions.push_back(Action::Remove { id });
+        let persist = m.state.fresh
+            && if self.stopping {
+                m.any_done()
+            } else {
+                !m.due_by(now)
+            };
+        if persist {
+            m.io = Some(Io::Persist);
+            let state = m.state.clone();
+            self.actions.push_back(Action::Persist { state });
+        }
+    }
+
+    fn persisted(&mut self, id: MsgId, result: Result<MessageState, String>, now: Secs) {
+        let Some(m) = self.messages.get_mut(&id) else {
+            return;
+        };
+        m.io = None;
+        match result {
+            // Nothing ran meanwhile (no job starts beside I/O), so the state
+            // as written is the state in hand, with its marks' offsets.
+            Ok(state) => m.state = state,
+            Err(e) => {
+                tracing::warn!("unable to write down msg {id}, will try later: {e}");
+                self.retry_io(id, now);
+            }
+        }
     }
 
     fn bounced(&mut self, id: MsgId, result: Result<Option<String>, String>, now: Secs) {

@@ -24,7 +24,7 @@ use super::planner::{Action, Event, JobId, Planner, Policy, RcptResult, Recorded
 use crate::control::ControlError;
 use crate::date;
 use crate::deliver::{Deliver, DeliveryJob, JobRecipient, MessageRef, Outcome};
-use crate::env::{Clock, Env, Fs, Plant};
+use crate::env::{Clock, Env, Plant};
 use crate::home::Home;
 use crate::queue::{
     Channel, Envelope, HEADER_LEN, MessageState, MsgId, Queue, QueueError, Recipient,
@@ -63,8 +63,8 @@ enum Report {
     Event(Event),
     /// A batch of intake: the messages taken in, in id order.
     TakenIn(Vec<MessageState>),
-    /// Intake finished; these messages left `todo/` but their intake
-    /// failed after (the sync of `mess/` or the reload).
+    /// Intake finished; these ids were in `todo/` but skipped, because the
+    /// planner held a message of that id when the scan started.
     IntakeDone(BTreeSet<MsgId>),
     /// The control files as reread (SIGHUP), or why they were not.
     Reloaded(Box<Result<SendControl, SendError>>),
@@ -79,9 +79,12 @@ pub struct Scheduler<E: Env, L: Deliver, R: Deliver> {
     local: L,
     remote: R,
     planner: Planner,
-    /// Messages whose intake failed after they left `todo/`: taken in from
-    /// `mess/` at the next intake, or they would wait for a restart.
-    stranded: BTreeSet<MsgId>,
+    /// Ids an intake found in `todo/` but skipped because the planner held
+    /// them. Usually that is the message in flight itself; but ids are
+    /// inode numbers, and a fresh message removed from `todo/` frees its
+    /// id for the next injection, so once the planner lets go of one of
+    /// these ids, `todo/` is scanned again.
+    skipped: BTreeSet<MsgId>,
     /// An intake task is running; `intake_again` asks for another after it.
     intake_running: bool,
     /// A reload task is running: commands wait for it, so a command sent
@@ -104,7 +107,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             local,
             remote,
             planner,
-            stranded: BTreeSet::new(),
+            skipped: BTreeSet::new(),
             intake_running: false,
             intake_again: false,
             reloading: false,
@@ -142,7 +145,12 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         match action {
             Action::Log(line) => emit(&line),
             Action::Start(job) => self.start(job),
-            Action::Bounce { id, sender, len } => {
+            Action::Bounce {
+                id,
+                sender,
+                len,
+                fresh,
+            } => {
                 let (queue, control, tx) = (
                     self.queue.clone(),
                     Arc::clone(&self.control),
@@ -156,17 +164,30 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                             .map(|()| None)
                             .map_err(SendError::from)
                     } else {
-                        send_bounce(&queue, &control.bounce, id, &sender, len).await
+                        let original = MessageRef {
+                            path: queue.layout().message(id, fresh),
+                            offset: HEADER_LEN as u64,
+                            len,
+                        };
+                        send_bounce(&queue, &control.bounce, id, &sender, &original).await
                     };
                     let result = result.map_err(|e| e.to_string());
                     let _ = tx.send(Report::Event(Event::Bounced { id, result }));
                 });
             }
-            Action::Remove { id } => {
+            Action::Remove { id, fresh } => {
                 let (queue, tx) = (self.queue.clone(), self.tx.clone());
                 tokio::spawn(async move {
-                    let result = queue.remove_files(id).await.map_err(|e| e.to_string());
+                    let result = queue.remove(id, fresh).await.map_err(|e| e.to_string());
                     let _ = tx.send(Report::Event(Event::Removed { id, result }));
+                });
+            }
+            Action::Persist { state } => {
+                let (queue, tx) = (self.queue.clone(), self.tx.clone());
+                tokio::spawn(async move {
+                    let id = state.id;
+                    let result = queue.persist(&state).await.map_err(|e| e.to_string());
+                    let _ = tx.send(Report::Event(Event::Persisted { id, result }));
                 });
             }
         }
@@ -181,6 +202,7 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
             recipients,
             len,
             dying,
+            fresh,
         } = job;
         let (rcpts, numbered): (Vec<Recipient>, Vec<JobRecipient>) = recipients
             .into_iter()
@@ -201,13 +223,14 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                 sender,
                 recipients: numbered,
                 message: MessageRef {
-                    path: self.queue.layout().mess(id),
+                    path: self.queue.layout().message(id, fresh),
                     offset: HEADER_LEN as u64,
                     len,
                 },
             },
             rcpts,
             dying,
+            fresh,
             done: self.tx.clone(),
         };
         match channel {
@@ -278,12 +301,25 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
 
     fn report(&mut self, report: Report) {
         match report {
-            Report::Event(e) => self.handle(e),
+            Report::Event(e) => {
+                let freed = match &e {
+                    Event::Removed { id, result: Ok(()) } => self.skipped.remove(id),
+                    _ => false,
+                };
+                self.handle(e);
+                if freed {
+                    self.start_intake();
+                }
+            }
             Report::TakenIn(states) => self.handle(Event::TakenIn(states)),
-            Report::IntakeDone(stranded) => {
+            Report::IntakeDone(skipped) => {
                 self.intake_running = false;
-                self.stranded.extend(stranded);
-                if std::mem::take(&mut self.intake_again) {
+                self.skipped.extend(skipped);
+                // An id let go of while the scan ran: look again.
+                let before = self.skipped.len();
+                let planner = &self.planner;
+                self.skipped.retain(|id| planner.knows(*id));
+                if std::mem::take(&mut self.intake_again) || self.skipped.len() < before {
                     self.start_intake();
                 }
             }
@@ -311,26 +347,21 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
         tokio::time::sleep(d)
     }
 
-    /// Starts taking in every message waiting in `todo/` (and any stranded
-    /// in `mess/` by a failed intake) in a task of its own; one at a time.
+    /// Starts taking in every message waiting in `todo/` that the planner
+    /// does not hold yet, in a task of its own; one at a time.
     fn start_intake(&mut self) {
         if self.intake_running {
             self.intake_again = true;
             return;
         }
         self.intake_running = true;
-        // Stranded messages the planner already holds were taken in after
-        // all.
-        let stranded: Vec<MsgId> = std::mem::take(&mut self.stranded)
-            .into_iter()
-            .filter(|id| !self.planner.knows(*id))
-            .collect();
         let (queue, control, tx) = (
             self.queue.clone(),
             Arc::clone(&self.control),
             self.tx.clone(),
         );
-        tokio::spawn(intake(queue, control, stranded, tx));
+        let known = self.planner.known();
+        tokio::spawn(intake(queue, control, known, tx));
     }
 
     /// SIGHUP: new control files take effect for the next decisions.
@@ -354,54 +385,40 @@ fn policy<E: Env>(queue: &Queue<E>, control: &SendControl) -> Policy {
     p
 }
 
-/// Takes in the stranded messages, then every message in `todo/`, in
-/// batches whose syncs overlap; reports each batch in id order.
+/// Takes in every message in `todo/` but the `known` ones (in flight),
+/// in batches read concurrently; reports each batch in id order, then the
+/// ids it skipped.
 async fn intake<E: Env>(
     queue: Queue<E>,
     control: Arc<SendControl>,
-    stranded: Vec<MsgId>,
+    known: BTreeSet<MsgId>,
     tx: mpsc::UnboundedSender<Report>,
 ) {
-    let mut failed = BTreeSet::new();
-    let mut resumed = Vec::new();
-    for id in stranded {
-        if queue.env().fs().exists(&queue.layout().todo(id)).await {
-            // Still in todo/: taken in below.
-            continue;
-        }
-        match queue.resume_intake(id).await {
-            Ok(state) => resumed.push(state),
-            Err(e) => {
-                tracing::warn!("unable to take in mess/{id}, will try again: {e}");
-                failed.insert(id);
-            }
-        }
-    }
-    if !resumed.is_empty() {
-        let _ = tx.send(Report::TakenIn(resumed));
-    }
     let ids = match queue.list_todo().await {
         Ok(ids) => ids,
         Err(e) => {
             tracing::warn!("unable to scan todo/, will try again: {e}");
-            let _ = tx.send(Report::IntakeDone(failed));
+            let _ = tx.send(Report::IntakeDone(BTreeSet::new()));
             return;
         }
     };
+    let (skipped, new): (Vec<MsgId>, Vec<MsgId>) =
+        ids.into_iter().partition(|id| known.contains(id));
     let router = Arc::new(control.router.clone());
-    for batch in ids.chunks(INTAKE_BATCH) {
+    for batch in new.chunks(INTAKE_BATCH) {
         let mut tasks = tokio::task::JoinSet::new();
         for &id in batch {
             let (queue, router) = (queue.clone(), Arc::clone(&router));
-            tasks.spawn(async move { (id, queue.preprocess(id, |r| router.route(r)).await) });
+            tasks.spawn(async move { (id, queue.take_in(id, |r| router.route(r)).await) });
         }
         let mut taken = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok((_, Ok(state))) => taken.push(state),
+                // Finished and removed since the scan listed it.
+                Ok((_, Err(QueueError::Io(e)))) if e.kind() == io::ErrorKind::NotFound => {}
                 Ok((id, Err(e))) => {
                     tracing::warn!("unable to take in todo/{id}, will try again: {e}");
-                    failed.insert(id);
                 }
                 Err(e) => tracing::warn!("intake task failed, will try again: {e}"),
             }
@@ -411,18 +428,19 @@ async fn intake<E: Env>(
             let _ = tx.send(Report::TakenIn(taken));
         }
     }
-    let _ = tx.send(Report::IntakeDone(failed));
+    let _ = tx.send(Report::IntakeDone(skipped.into_iter().collect()));
 }
 
-/// Injects the bounce for a message's recorded failures, then forgets
-/// them; returns the log line to write. The bounce is committed first: a
-/// crash in between sends it twice, never zero times.
+/// Injects the bounce for a message's recorded failures (quoting the
+/// message `original`), then forgets them; returns the log line to write.
+/// The bounce is committed first: a crash in between sends it twice, never
+/// zero times.
 async fn send_bounce<E: Env>(
     queue: &Queue<E>,
     control: &BounceControl,
     id: MsgId,
     original_sender: &str,
-    len: u64,
+    original: &MessageRef,
 ) -> Result<Option<String>, SendError> {
     let failures = queue.failures(id).await?;
     if failures.is_empty() {
@@ -451,7 +469,7 @@ async fn send_bounce<E: Env>(
                 sender,
                 recipients: vec![recipient],
             };
-            let qp = submit_bounce(queue, id, len, &head, &envelope)
+            let qp = submit_bounce(queue, original, &head, &envelope)
                 .await
                 .map_err(|e| SendError::Io(io::Error::other(e.to_string())))?;
             log::bounce_msg(id, qp)
@@ -474,6 +492,8 @@ struct DeliveryTask<E: Env> {
     rcpts: Vec<Recipient>,
     /// The attempt started after the queue lifetime: a deferral is final.
     dying: bool,
+    /// The message is fresh: its outcomes are reported, not marked.
+    fresh: bool,
     done: mpsc::UnboundedSender<Report>,
 }
 
@@ -489,10 +509,25 @@ impl<E: Env> DeliveryTask<E> {
             delivery,
             rcpts,
             dying,
+            fresh,
             done,
         } = self;
         let (id, ch) = (delivery.id, delivery.channel);
         if queue.env().planted(Plant::DoneBeforeDeliver) {
+            if fresh {
+                // Done in memory is done at once: reported before the
+                // delivery is even tried.
+                let results = rcpts
+                    .iter()
+                    .map(|_| RcptResult {
+                        outcome: Outcome::Success("planted".into()),
+                        recorded: Recorded::Done,
+                    })
+                    .collect();
+                let _ = done.send(Report::Event(Event::Completed { job, results }));
+                let _ = agent.deliver(delivery).await;
+                return;
+            }
             for rcpt in &rcpts {
                 let _ = queue.mark_done(id, ch, rcpt).await;
             }
@@ -516,7 +551,11 @@ impl<E: Env> DeliveryTask<E> {
                     with_newline(text)
                 ));
             }
-            let recorded = record(&queue, id, ch, rcpt, &outcome).await;
+            let recorded = if fresh {
+                record_fresh(&queue, id, rcpt, &outcome).await
+            } else {
+                record(&queue, id, ch, rcpt, &outcome).await
+            };
             results.push(RcptResult { outcome, recorded });
         }
         let _ = done.send(Report::Event(Event::Completed { job, results }));
@@ -543,6 +582,25 @@ async fn record<E: Env>(
                 Ok(()) => Recorded::Done,
                 Err(e) => Recorded::FailureOnly(e.to_string()),
             },
+            Err(e) => Recorded::Failed(e.to_string()),
+        },
+        Outcome::Deferral(_) => Recorded::Nothing,
+    }
+}
+
+/// Records one recipient's outcome for a fresh message: nothing is marked
+/// (a crash delivers the whole message again), but a failure is made
+/// durable for the bounce before the recipient counts as done, as always.
+async fn record_fresh<E: Env>(
+    queue: &Queue<E>,
+    id: MsgId,
+    rcpt: &Recipient,
+    outcome: &Outcome,
+) -> Recorded {
+    match outcome {
+        Outcome::Success(_) => Recorded::Done,
+        Outcome::Failure(text) => match queue.record_failure(id, &rcpt.address, text).await {
+            Ok(()) => Recorded::Done,
             Err(e) => Recorded::Failed(e.to_string()),
         },
         Outcome::Deferral(_) => Recorded::Nothing,

@@ -34,6 +34,7 @@ fn message(id: u64, birth: u64, local: &[String], remote: &[String]) -> MessageS
         local: local.iter().map(|a| rcpt(a)).collect(),
         remote: remote.iter().map(|a| rcpt(a)).collect(),
         bounce_pending: false,
+        fresh: true,
     }
 }
 
@@ -53,6 +54,7 @@ struct Asked {
     starts: Vec<StartJob>,
     bounces: Vec<MsgId>,
     removes: Vec<MsgId>,
+    persists: Vec<MessageState>,
     logs: Vec<String>,
 }
 
@@ -62,7 +64,8 @@ fn drain(p: &mut Planner) -> Asked {
         match action {
             Action::Start(s) => a.starts.push(s),
             Action::Bounce { id, .. } => a.bounces.push(id),
-            Action::Remove { id } => a.removes.push(id),
+            Action::Remove { id, .. } => a.removes.push(id),
+            Action::Persist { state } => a.persists.push(state),
             Action::Log(l) => a.logs.push(l),
         }
     }
@@ -85,6 +88,159 @@ fn results(job: &StartJob, outcome: impl Fn(&str) -> Outcome) -> Vec<RcptResult>
 
 fn defer(_: &str) -> Outcome {
     Outcome::Deferral("later\n".into())
+}
+
+fn success(_: &str) -> Outcome {
+    Outcome::Success("ok\n".into())
+}
+
+/// Plays the driver for every write-down asked for: each succeeds.
+fn written_down(p: &mut Planner, a: &Asked, now: u64) {
+    for state in &a.persists {
+        let state = MessageState {
+            fresh: false,
+            ..state.clone()
+        };
+        let id = state.id;
+        p.handle(
+            Secs(now),
+            Event::Persisted {
+                id,
+                result: Ok(state),
+            },
+        );
+    }
+}
+
+#[test]
+fn a_fresh_message_delivered_at_once_is_removed_without_being_written_down() {
+    let mut p = Planner::new(policy(10, 20, 10, 100));
+    let local = ["u@here".to_string()];
+    p.handle(
+        Secs(BIRTH),
+        Event::TakenIn(vec![message(1, BIRTH, &local, &[])]),
+    );
+    let a = drain(&mut p);
+    assert!(a.persists.is_empty(), "written down before any attempt");
+    let s = &a.starts[0];
+    assert!(s.fresh);
+    p.handle(
+        Secs(BIRTH),
+        Event::Completed {
+            job: s.job,
+            results: results(s, success),
+        },
+    );
+    let mut removes = Vec::new();
+    while let Some(action) = p.poll_action() {
+        match action {
+            Action::Remove { id, fresh } => removes.push((id, fresh)),
+            Action::Persist { .. } => panic!("a finished message written down"),
+            _ => {}
+        }
+    }
+    assert_eq!(removes, [(MsgId(1), true)]);
+}
+
+#[test]
+fn a_fresh_message_is_written_down_with_its_marks_once_it_waits_for_a_retry() {
+    // Two recipients: one delivered, one deferred. Nothing is written
+    // while the attempts run; then the state goes down with the first
+    // marked done, and later attempts are no longer fresh.
+    let mut p = Planner::new(policy(10, 20, 10, 100));
+    let local = ["a@here".to_string(), "b@here".to_string()];
+    p.handle(
+        Secs(BIRTH),
+        Event::TakenIn(vec![message(1, BIRTH, &local, &[])]),
+    );
+    let a = drain(&mut p);
+    assert_eq!(a.starts.len(), 2);
+    p.handle(
+        Secs(BIRTH),
+        Event::Completed {
+            job: a.starts[0].job,
+            results: results(&a.starts[0], success),
+        },
+    );
+    assert!(drain(&mut p).persists.is_empty(), "written down in flight");
+    p.handle(
+        Secs(BIRTH),
+        Event::Completed {
+            job: a.starts[1].job,
+            results: results(&a.starts[1], defer),
+        },
+    );
+    let b = drain(&mut p);
+    assert_eq!(b.persists.len(), 1);
+    let marks: Vec<(&str, bool)> = b.persists[0]
+        .local
+        .iter()
+        .map(|r| (r.address.as_str(), r.done))
+        .collect();
+    assert_eq!(marks, [("a@here", true), ("b@here", false)]);
+    written_down(&mut p, &b, BIRTH);
+    let t = p.poll_timeout().expect("a retry");
+    p.handle(t, Event::Tick);
+    let c = drain(&mut p);
+    assert_eq!(c.starts.len(), 1);
+    assert!(!c.starts[0].fresh);
+    assert_eq!(c.starts[0].recipients[0].0.address, "b@here");
+}
+
+#[test]
+fn a_fresh_message_waiting_for_a_free_slot_is_not_written_down() {
+    let mut p = Planner::new(policy(1, 20, 10, 100));
+    let msgs = vec![
+        message(1, BIRTH, &["a@here".to_string()], &[]),
+        message(2, BIRTH, &["b@here".to_string()], &[]),
+    ];
+    p.handle(Secs(BIRTH), Event::TakenIn(msgs));
+    let a = drain(&mut p);
+    assert_eq!(a.starts.len(), 1);
+    assert!(
+        a.persists.is_empty(),
+        "a message waiting for a slot written down"
+    );
+}
+
+#[test]
+fn stopping_writes_down_fresh_messages_with_done_recipients() {
+    let mut p = Planner::new(policy(1, 20, 10, 100));
+    let local = ["a@here".to_string(), "b@here".to_string()];
+    p.handle(
+        Secs(BIRTH),
+        Event::TakenIn(vec![
+            message(1, BIRTH, &local, &[]),
+            message(2, BIRTH, &["c@here".to_string()], &[]),
+        ]),
+    );
+    let a = drain(&mut p);
+    assert_eq!(a.starts.len(), 1);
+    p.handle(
+        Secs(BIRTH),
+        Event::Completed {
+            job: a.starts[0].job,
+            results: results(&a.starts[0], success),
+        },
+    );
+    let b = drain(&mut p);
+    assert_eq!(b.starts.len(), 1, "the second recipient starts");
+    p.handle(Secs(BIRTH), Event::Stop);
+    assert!(drain(&mut p).persists.is_empty(), "written down in flight");
+    p.handle(
+        Secs(BIRTH),
+        Event::Completed {
+            job: b.starts[0].job,
+            results: results(&b.starts[0], defer),
+        },
+    );
+    let c = drain(&mut p);
+    // Message 1 had a delivery: written down. Message 2 had none: it
+    // stays in todo/ as it came.
+    assert_eq!(c.persists.iter().map(|s| s.id.0).collect::<Vec<_>>(), [1]);
+    assert!(!p.stopped());
+    written_down(&mut p, &c, BIRTH);
+    assert!(p.stopped());
 }
 
 #[test]
@@ -259,6 +415,7 @@ fn an_always_deferring_recipient_follows_qmails_schedule_and_bounces() {
             );
             let b = drain(&mut p);
             assert!(b.starts.is_empty());
+            written_down(&mut p, &b, now);
             if let Some(&id) = b.bounces.first() {
                 p.handle(
                     Secs(now),
@@ -496,7 +653,32 @@ impl Harness {
                 let result = if fail { Err("EIO".into()) } else { Ok(None) };
                 self.event(Event::Bounced { id, result });
             }
-            Action::Remove { id } => {
+            Action::Persist { state } => {
+                let id = state.id;
+                assert!(state.fresh, "msg {id} written down twice");
+                assert!(
+                    !self.jobs.iter().any(|j| j.id == id),
+                    "msg {id} written down in flight"
+                );
+                for r in state.local.iter().chain(&state.remote) {
+                    let t = &self.rcpts[&(id, r.address.clone())];
+                    assert_eq!(
+                        r.done, t.done,
+                        "{} written down with the wrong mark",
+                        r.address
+                    );
+                }
+                let result = if fail {
+                    Err("EIO".into())
+                } else {
+                    Ok(MessageState {
+                        fresh: false,
+                        ..state
+                    })
+                };
+                self.event(Event::Persisted { id, result });
+            }
+            Action::Remove { id, .. } => {
                 assert!(
                     self.rcpts
                         .iter()
