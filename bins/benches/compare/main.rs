@@ -543,6 +543,19 @@ fn run() -> Result<()> {
             println!("{row}");
         }
     }
+    println!();
+    println!("{}", report::PER_ROUND_HEADER);
+    for (li, &load) in s.loads.iter().enumerate() {
+        if load == Load::IdleConnections {
+            continue;
+        }
+        for (si, sys) in systems.iter().enumerate() {
+            println!(
+                "{}",
+                report::per_round_row(&s.label(load), sys.name(), &samples[li][si])
+            );
+        }
+    }
     let failed = samples
         .iter()
         .flatten()

@@ -165,3 +165,35 @@ pub fn idle_rows(load: &str, systems: &[(&str, Medians)]) -> Vec<String> {
     }
     rows
 }
+
+/// The rate of every round in order, and the median of the last third of
+/// the rounds over the median of the first third: below 1 the rate decays
+/// from run to run (needs 3 rounds or more).
+pub fn per_round_row(load: &str, system: &str, samples: &[Option<Sample>]) -> String {
+    let rates: Vec<Option<f64>> = samples.iter().map(|s| s.map(|s| s.rate())).collect();
+    let list: Vec<String> = rates
+        .iter()
+        .map(|r| r.map_or("failed".into(), |r| cell(Some(r))))
+        .collect();
+    let third = rates.len() / 3;
+    let trend = if third == 0 {
+        None
+    } else {
+        let first = median(rates[..third].iter().flatten().copied().collect());
+        let last = median(
+            rates[rates.len() - third..]
+                .iter()
+                .flatten()
+                .copied()
+                .collect(),
+        );
+        first.zip(last).map(|(f, l)| l / f)
+    };
+    format!(
+        "| {load} | {system} | {} | {} |",
+        list.join(", "),
+        trend.map_or("n/a".into(), |t| format!("{t:.2}"))
+    )
+}
+
+pub const PER_ROUND_HEADER: &str = "| load | system | rate per round, in order (/s) | last third / first third |\n|---|---|---|---|";
