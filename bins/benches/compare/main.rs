@@ -166,7 +166,7 @@ impl Bench {
             .to_lowercase();
         let dir = self.run_dir.join(&key);
         std::fs::create_dir(&dir)?;
-        let group = Group::new(&self.cgroup_root, &key)?;
+        let group = Group::new(&self.cgroup_root, &key, &self.run_dir)?;
         let result = match system {
             System::QmailRs => self.measure_qmail(&dir, &group, load),
             System::Postfix => self.measure_postfix(&dir, &group, load),
@@ -418,7 +418,6 @@ fn run() -> Result<()> {
              it measures each MTA's processes as one group"
         );
     };
-    let perf = measure::perf_usable(&cgroup_root);
     let postfix = if settings.with_postfix {
         postfix::find()
     } else {
@@ -431,6 +430,7 @@ fn run() -> Result<()> {
         .with_context(|| format!("making a directory in {}", parent.display()))?
         .keep();
     cleanup::register_dir(&run_dir);
+    let perf = measure::perf_usable(&cgroup_root, &run_dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

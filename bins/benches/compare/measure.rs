@@ -30,8 +30,8 @@ pub fn cgroup2_root() -> Option<PathBuf> {
 }
 
 /// Whether `perf stat` can count this cgroup's events here.
-pub fn perf_usable(cgroup_root: &Path) -> bool {
-    let Ok(g) = Group::new(cgroup_root, "perf-probe") else {
+pub fn perf_usable(cgroup_root: &Path, scratch: &Path) -> bool {
+    let Ok(g) = Group::new(cgroup_root, "perf-probe", scratch) else {
         return false;
     };
     let ok = PerfCounts::start(&g).and_then(PerfCounts::stop).is_some();
@@ -45,15 +45,21 @@ pub struct Group {
     pub dir: PathBuf,
     /// Its path below the hierarchy's root, as `perf -G` wants it.
     name: String,
+    /// Where the counters write what they counted.
+    scratch: PathBuf,
 }
 
 impl Group {
-    pub fn new(cgroup_root: &Path, label: &str) -> std::io::Result<Group> {
+    /// A new group; `scratch` is a directory of the run for its files.
+    pub fn new(cgroup_root: &Path, label: &str, scratch: &Path) -> std::io::Result<Group> {
         let name = format!("qmail-bench-{}-{label}", std::process::id());
         let dir = cgroup_root.join(&name);
-        std::fs::create_dir(&dir)?;
-        cleanup::register_cgroup(&dir);
-        Ok(Group { dir, name })
+        cleanup::create_cgroup(&dir)?;
+        Ok(Group {
+            dir,
+            name,
+            scratch: scratch.to_path_buf(),
+        })
     }
 
     /// `program args...` started inside the group (so are its children).
@@ -137,17 +143,19 @@ pub struct Counted {
 
 impl PerfCounts {
     pub fn start(g: &Group) -> Option<PerfCounts> {
-        let out = std::env::temp_dir().join(format!("{}.perf", g.name));
+        let out = g.scratch.join(format!("{}.perf", g.name));
         let groups = vec![g.name.as_str(); EVENTS.len()].join(",");
-        let child = Command::new("perf")
-            .args(["stat", "-x,", "-a", "-o"])
-            .arg(&out)
-            .args(["-e", &EVENTS.join(","), "-G", &groups])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ok()?;
+        let child = cleanup::spawn_registered(|| {
+            Command::new("perf")
+                .args(["stat", "-x,", "-a", "-o"])
+                .arg(&out)
+                .args(["-e", &EVENTS.join(","), "-G", &groups])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+        })
+        .ok()?;
         // perf says nothing when it is ready; give it time to set up.
         std::thread::sleep(Duration::from_millis(300));
         Some(PerfCounts { child, out })
@@ -157,13 +165,17 @@ impl PerfCounts {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while self.child.try_wait().ok()?.is_none() {
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
+        }
+        let exited = matches!(self.child.try_wait(), Ok(Some(_)));
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        cleanup::forget_process(self.child.id());
+        if !exited {
+            return None;
         }
         let text = std::fs::read_to_string(&self.out).ok()?;
         let _ = std::fs::remove_file(&self.out);
@@ -198,6 +210,7 @@ impl PeakMemory {
         let probe = Group {
             dir,
             name: g.name.clone(),
+            scratch: g.scratch.clone(),
         };
         let (s, p) = (stop.clone(), peak_kb.clone());
         let thread = std::thread::spawn(move || {
