@@ -185,15 +185,21 @@ impl Bench {
             self.rt
                 .block_on(qmail_rs::queue_offline(&home, 20, Arc::new(mailing), limit))?;
             let window = Window::begin(group, self.perf);
-            let server = qmail_rs::QmailRun::start(&home, group, limit)?;
-            let done = wait_delivered(
-                &[qmail_rs::delivered_dir(&home, "user")],
-                n,
-                window.t0 + limit,
-            );
+            let server = qmail_rs::QmailRun::start(&home, group, limit);
+            let done = server
+                .as_ref()
+                .map_err(|e| anyhow::anyhow!("{e:#}"))
+                .and_then(|_| {
+                    wait_delivered(
+                        &[qmail_rs::delivered_dir(&home, "user")],
+                        n,
+                        window.t0 + limit,
+                    )
+                });
+            // Ended whatever happened, so its sampler and counter stop.
             let totals = window.end();
             done?;
-            server.stop()?;
+            server?.stop()?;
             return Ok(Sample {
                 units: n,
                 totals,
@@ -242,8 +248,9 @@ impl Bench {
                 server.incoming()
             );
             let window = Window::begin(group, self.perf);
-            server.start_qmgr(stand_in)?;
-            let done = wait_delivered(&[server.delivered_dir("user")], n, window.t0 + limit);
+            let done = server.start_qmgr(stand_in).and_then(|()| {
+                wait_delivered(&[server.delivered_dir("user")], n, window.t0 + limit)
+            });
             let totals = window.end();
             done?;
             Sample {
@@ -295,13 +302,15 @@ impl Bench {
             let window = Window::begin(group, self.perf);
             let held = self
                 .rt
-                .block_on(idle_connections(addr, self.settings.idle, limit))?;
+                .block_on(idle_connections(addr, self.settings.idle, limit));
             let opened = window.t0.elapsed();
-            std::thread::sleep(Duration::from_secs(1));
+            if held.is_ok() {
+                std::thread::sleep(Duration::from_secs(1));
+            }
             let after = group.pss_kb();
             let mut totals = window.end();
             totals.wall = opened;
-            drop(held);
+            drop(held?);
             return Ok(Sample {
                 units: self.settings.idle,
                 totals,
