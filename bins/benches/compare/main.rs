@@ -16,6 +16,7 @@ mod qmail_rs;
 mod report;
 mod smtp_load;
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -439,6 +440,9 @@ fn run() -> Result<()> {
         .with_context(|| format!("making a directory in {}", parent.display()))?
         .keep();
     cleanup::register_dir(&run_dir);
+    // Postfix's processes and virtual(8), running as postfix and nobody,
+    // must reach their directories below it.
+    std::fs::set_permissions(&run_dir, std::fs::Permissions::from_mode(0o755))?;
     let perf = measure::perf_usable(&cgroup_root, &run_dir);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
