@@ -16,9 +16,10 @@ static REGISTERED: Mutex<Vec<Leftover>> = Mutex::new(Vec::new());
 enum Leftover {
     /// A cgroup whose processes are killed before it is removed.
     Cgroup(PathBuf),
-    /// A private Postfix instance (its configuration directory), aborted
-    /// (its processes are in a cgroup too; this is for its own files).
-    Postfix(PathBuf),
+    /// A private Postfix instance: the `postfix` program and the instance's
+    /// configuration directory. Aborted (its processes are in a cgroup
+    /// too; this is for its own files).
+    Postfix(PathBuf, PathBuf),
     /// A process of ours that runs until it is told to stop (`perf`).
     Process(u32),
     /// A directory tree.
@@ -41,8 +42,11 @@ pub fn create_cgroup(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-pub fn register_postfix(config_dir: &Path) {
-    registry().push(Leftover::Postfix(config_dir.to_path_buf()));
+pub fn register_postfix(postfix: &Path, config_dir: &Path) {
+    registry().push(Leftover::Postfix(
+        postfix.to_path_buf(),
+        config_dir.to_path_buf(),
+    ));
 }
 
 /// Registers a process started by `spawn`, under the lock.
@@ -68,9 +72,12 @@ pub fn remove_cgroup(dir: &Path) {
     forget(&Leftover::Cgroup(dir.to_path_buf()));
 }
 
-pub fn abort_postfix(config_dir: &Path) {
-    postfix_abort(config_dir);
-    forget(&Leftover::Postfix(config_dir.to_path_buf()));
+pub fn abort_postfix(postfix: &Path, config_dir: &Path) {
+    postfix_abort(postfix, config_dir);
+    forget(&Leftover::Postfix(
+        postfix.to_path_buf(),
+        config_dir.to_path_buf(),
+    ));
 }
 
 pub fn remove_dir(dir: &Path) {
@@ -96,9 +103,9 @@ fn kill_and_remove_cgroup(dir: &Path) {
 }
 
 /// `postfix abort` on a private instance (stops it at once).
-fn postfix_abort(config_dir: &Path) {
+fn postfix_abort(postfix: &Path, config_dir: &Path) {
     if config_dir.join("main.cf").exists() {
-        let _ = std::process::Command::new("postfix")
+        let _ = std::process::Command::new(postfix)
             .arg("-c")
             .arg(config_dir)
             .arg("abort")
@@ -125,7 +132,7 @@ fn remove(all: &[Leftover]) {
     for l in all.iter().rev() {
         match l {
             Leftover::Cgroup(d) => kill_and_remove_cgroup(d),
-            Leftover::Postfix(d) => postfix_abort(d),
+            Leftover::Postfix(p, d) => postfix_abort(p, d),
             Leftover::Process(pid) => {
                 let _ = nix::sys::signal::kill(
                     nix::unistd::Pid::from_raw(*pid as i32),

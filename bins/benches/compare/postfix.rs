@@ -199,7 +199,7 @@ impl Postfix {
             .map(|l| format!("{} {l}/Maildir/\n", address(l)))
             .collect();
         std::fs::write(config.join("mailboxes"), map)?;
-        cleanup::register_postfix(&config);
+        cleanup::register_postfix(&tools.postfix, &config);
         let out = group
             .command(&tools.postfix)
             .arg("-c")
@@ -305,7 +305,7 @@ impl Postfix {
     /// did not stop.
     pub fn stop(self) -> Result<()> {
         let r = self.postfix("stop");
-        cleanup::abort_postfix(&self.config);
+        cleanup::abort_postfix(&self.tools.postfix, &self.config);
         r
     }
 }
