@@ -11,7 +11,10 @@
 //! 127.0.0.1:2527 BENCH_OTHER_RCPT=bench@localhost BENCH_OTHER_MAILDIR=
 //! /home/bench/Maildir/new` (`docs/performance.md` says how Postfix was set
 //! up for the published figures). Run with
-//! `cargo bench -p qmail-bins --bench mail_flow`.
+//! `cargo bench -p qmail-bins --bench mail_flow`. Its installation is made
+//! in `$BENCH_DIR` (default: the system's temporary directory) and removed
+//! at the end. `--bench compare` runs this load and others beside a private
+//! Postfix instance it sets up itself.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,7 +27,9 @@ use tokio::net::TcpStream;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{QmailRun, bench_message, init_home, proc_status_kb, set_control, smtp_reply};
+use support::{
+    QmailRun, bench_dir, bench_message, init_home, proc_status_kb, set_control, smtp_reply,
+};
 
 /// One SMTP session sending messages while there are any left to send.
 async fn session(addr: String, rcpt: Arc<String>, left: Arc<AtomicUsize>, body: Arc<Vec<u8>>) {
@@ -117,8 +122,9 @@ fn main() {
         .unwrap();
     println!("Mail flow: {n} messages of 4 KB, 20 SMTP sessions, one local maildir");
 
-    // On the project's disk, not a tmpfs: fsync must cost what it costs.
-    let home = init_home(Some(Path::new(".")), None);
+    // A temporary directory on a disk, not a tmpfs: fsync must cost what
+    // it costs.
+    let home = init_home(Some(&bench_dir()), None);
     set_control(home.path(), "concurrencyincoming", "100");
     set_control(home.path(), "concurrencyperip", "100");
     let server = QmailRun::start(home);

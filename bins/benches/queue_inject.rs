@@ -5,14 +5,17 @@
 //! of "create, write 4 KB, fsync, rename, fsync directory" measured by the
 //! same run on the same disk. Run with `cargo bench -p qmail-bins --bench
 //! queue_inject`; `BENCH_N` sets N (default 2000), `BENCH_DIR` the directory
-//! (default: a temporary directory under the current one, so the figures are
-//! for the disk the project is on, not a tmpfs).
+//! its temporary directory is made in (default: the system's; it must be on
+//! a disk, not a tmpfs, for fsync to cost what it costs).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
+
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 use qmail_core::env::{DirEntry, Env, Fs, FsFile, Identity, Metadata, OpenOptions};
 use qmail_core::queue::{Envelope, Queue};
@@ -201,9 +204,7 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
-    let base: PathBuf = std::env::var_os("BENCH_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let base: PathBuf = support::bench_dir();
     let dir = tempfile::Builder::new()
         .prefix("qmail-bench-")
         .tempdir_in(&base)

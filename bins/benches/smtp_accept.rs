@@ -6,7 +6,6 @@
 //! message; then opens 1000 idle connections and prints the server's memory
 //! per connection. Run with `cargo bench -p qmail-bins --bench smtp_accept`.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -17,13 +16,13 @@ use tokio::net::TcpStream;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use support::{QmailRun, bench_message, init_home, set_control, smtp_reply};
+use support::{QmailRun, bench_dir, bench_message, init_home, set_control, smtp_reply};
 
-/// A fresh server in the current directory (the project's disk, not a
-/// tmpfs); `concurrency` sets control/concurrencyincoming and
-/// control/concurrencyperip.
+/// A fresh server in `$BENCH_DIR` (default: the system's temporary
+/// directory; a disk, not a tmpfs); `concurrency` sets
+/// control/concurrencyincoming and control/concurrencyperip.
 fn start(concurrency: u32) -> QmailRun {
-    let home = init_home(Some(Path::new(".")), None);
+    let home = init_home(Some(&bench_dir()), None);
     set_control(home.path(), "concurrencyincoming", &concurrency.to_string());
     // Every session comes from 127.0.0.1: lift the per-address limit too.
     set_control(home.path(), "concurrencyperip", &concurrency.to_string());

@@ -34,6 +34,31 @@ pub fn init_home(parent: Option<&Path>, me: Option<&str>) -> tempfile::TempDir {
     home
 }
 
+/// Where a benchmark makes its files: `$BENCH_DIR`, else the system's
+/// temporary directory; never the source tree. Says so if that is a tmpfs,
+/// where fsync costs nothing and the figures mean little.
+pub fn bench_dir() -> std::path::PathBuf {
+    let dir = std::env::var_os("BENCH_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir);
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    let fs_type = mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 2 && dir.starts_with(f[1])).then(|| (f[1].len(), f[2].to_string()))
+        })
+        .max()
+        .map(|(_, t)| t);
+    if fs_type.as_deref() == Some("tmpfs") {
+        eprintln!(
+            "warning: {} is a tmpfs (fsync is free there); set BENCH_DIR to a directory on a disk",
+            dir.display()
+        );
+    }
+    dir
+}
+
 /// Whether `tool` can run here; in CI (which installs it) it must.
 pub fn have(tool: &str) -> bool {
     let ok = Command::new("sh")
