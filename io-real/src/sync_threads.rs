@@ -65,14 +65,18 @@ impl SyncThreads {
         // Start a thread only when every thread is busy and the queue would
         // otherwise wait behind them.
         if q.idle == 0 && q.threads < MAX_SYNC_THREADS {
-            std::thread::Builder::new()
+            let spawned = std::thread::Builder::new()
                 .name("qmail-sync".into())
-                .spawn(move || self.serve())
-                .map_err(|e| {
+                .spawn(move || self.serve());
+            match spawned {
+                Ok(_) => q.threads += 1,
+                // The threads there are will get to it.
+                Err(_) if q.threads > 0 => {}
+                Err(e) => {
                     q.jobs.pop_back();
-                    e
-                })?;
-            q.threads += 1;
+                    return Err(e);
+                }
+            }
         } else if q.idle > 0 {
             drop(q);
             self.wake.notify_one();
