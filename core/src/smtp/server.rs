@@ -153,8 +153,6 @@ struct DataPhase {
     decoder: BodyDecoder,
     /// Message bytes passed on so far (for `databytes`).
     stored: u64,
-    /// The message exceeded `databytes`.
-    too_big: bool,
     /// [`Action::AbortMessage`] was given; the rest is read and dropped.
     aborted: bool,
 }
@@ -537,7 +535,6 @@ impl SmtpSession {
         self.phase = Phase::Data(DataPhase {
             decoder: BodyDecoder::new(),
             stored: 0,
-            too_big: false,
             aborted: false,
         });
     }
@@ -575,9 +572,7 @@ impl SmtpSession {
                     data.decoder
                         .decode(&input[pos..pos + take], &mut pending, room, MAX_HOPS);
                 data.stored += (pending.len() - before) as u64;
-                if stop == Stop::Full {
-                    data.too_big = true;
-                }
+                // Over databytes, or looping: refused, and it ends as such.
                 if matches!(stop, Stop::Full | Stop::HopLimit) {
                     flush(&mut pending, actions);
                     actions.push(Action::AbortMessage);
