@@ -11,16 +11,24 @@ mod support;
 use support::{QmailRun, have, init_home};
 
 /// Messages in the queue (todo/, or mess/ once the scheduler took them
-/// in), oldest first.
+/// in), oldest first. Intake links a message into mess/ and syncs before
+/// it removes the todo/ name: a file seen under both names is one message.
 fn queued(server: &QmailRun) -> Vec<Vec<u8>> {
+    use std::os::unix::fs::MetadataExt;
     let q = server.home.path().join("queue");
-    let mut dirs = vec![q.join("todo")];
-    dirs.extend((0..23).map(|n| q.join("mess").join(n.to_string())));
+    // mess/ first: of a file under both names, the todo/ one is the name
+    // about to go.
+    let mut dirs: Vec<PathBuf> = (0..23)
+        .map(|n| q.join("mess").join(n.to_string()))
+        .collect();
+    dirs.push(q.join("todo"));
     let mut names: Vec<PathBuf> = dirs
         .iter()
         .flat_map(|d| std::fs::read_dir(d).unwrap())
         .map(|e| e.unwrap().path())
         .collect();
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|p| std::fs::metadata(p).is_ok_and(|m| seen.insert(m.ino())));
     names.sort_by_key(|p| std::fs::metadata(p).unwrap().modified().unwrap());
     names.iter().map(|p| std::fs::read(p).unwrap()).collect()
 }

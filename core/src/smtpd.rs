@@ -148,6 +148,12 @@ impl From<Duration> for Timeouts {
 /// on what the client sends.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// A message whose DATA fills whole reads is read in blocks of up to this
+/// size, so a large message takes few reads, decoder calls and queue
+/// writes. The buffer shrinks back to [`READ_CHUNK`] after the message:
+/// an idle connection keeps only the small one.
+const DATA_READ_CHUNK: usize = 128 * 1024;
+
 /// Serves one SMTP connection until QUIT, a close, a timeout or an error.
 ///
 /// Messages go into `queue`, or to `queue_program` (`$QMAILQUEUE`) if given.
@@ -222,6 +228,8 @@ where
                 return Ok(stats);
             }
         };
+        // A read of DATA that filled the buffer says more is waiting.
+        let grow = n == buf.len() && session.in_data() && buf.len() < DATA_READ_CHUNK;
         let mut input = &buf[..n];
         let mut actions = if n == 0 {
             session.end_of_input()
@@ -294,6 +302,11 @@ where
         // Pipelined replies go out together, once this read's input is used.
         if !out.is_empty() {
             send(&mut stream, &mut out).await?;
+        }
+        if grow {
+            buf.resize(DATA_READ_CHUNK, 0);
+        } else if !session.in_data() && buf.len() > READ_CHUNK {
+            buf = vec![0u8; READ_CHUNK];
         }
     }
 }

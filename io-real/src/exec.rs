@@ -5,7 +5,7 @@ use std::process::Stdio;
 
 use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
 use std::path::Path;
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -134,15 +134,7 @@ impl Exec for RealExec {
             let r = async {
                 stdin.write_all(&input.prefix).await?;
                 if let Some(range) = &input.file {
-                    let mut f = tokio::fs::File::open(&range.path).await?;
-                    f.seek(std::io::SeekFrom::Start(range.offset)).await?;
-                    let copied = tokio::io::copy(&mut (&mut f).take(range.len), &mut stdin).await?;
-                    if copied != range.len {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("{} is shorter than its range", range.path.display()),
-                        ));
-                    }
+                    copy_range(range, &mut stdin).await?;
                 }
                 stdin.shutdown().await
             }
@@ -183,4 +175,36 @@ impl Exec for RealExec {
         };
         Ok(ProgramOutput { status, output })
     }
+}
+
+/// How much of the message is moved to a program at a time: a pipe's
+/// default capacity, so one write can fill it.
+const COPY_BLOCK: usize = 64 * 1024;
+
+/// Writes the bytes of `range` to `to`, a block at a time. The file is read
+/// inline: it is a queue file, just written or just read by the delivery,
+/// so its pages are in the page cache (tokio's file type would hand every
+/// read of 8 KB to the blocking pool).
+async fn copy_range(
+    range: &qmail_core::env::FileRange,
+    to: &mut tokio::process::ChildStdin,
+) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(&range.path)?;
+    let mut buf = vec![0u8; COPY_BLOCK];
+    let mut copied = 0u64;
+    while copied < range.len {
+        let want =
+            usize::try_from(range.len - copied).map_or(buf.len(), |left| left.min(buf.len()));
+        let n = file.read_at(&mut buf[..want], range.offset + copied)?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} is shorter than its range", range.path.display()),
+            ));
+        }
+        to.write_all(&buf[..n]).await?;
+        copied += n as u64;
+    }
+    Ok(())
 }

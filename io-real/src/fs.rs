@@ -1,12 +1,21 @@
-//! The real filesystem. Reads and writes of an open file go to the page cache
-//! and run inline; everything that can wait on the disk or the journal (open,
-//! fsync, directory operations) runs through [`blocking`], which keeps it off
-//! the async worker threads of a multi-threaded runtime.
+//! The real filesystem.
+//!
+//! Every call runs inline on the caller's thread except the ones that wait
+//! for the disk by design: `fsync` and `fdatasync` (of files and of
+//! directories) go to a few dedicated threads ([`crate::sync_threads`]) on a
+//! multi-threaded runtime. Reads and writes of an open file, opening and
+//! creating files, renames, links, removals, directory listings and
+//! metadata work in the page cache and the dentry and inode caches of a
+//! local filesystem: they cost CPU, not waiting, and a hand-off to another
+//! thread for each of them costs more than the call (a context switch or
+//! two and a futex call every time). When a cache is cold one of them can
+//! wait for a read from the disk; that holds up one worker for the time of
+//! one read, never for a flush.
 
 use std::fs::{self, File};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use qmail_core::env::{DirEntry, FileKind, Fs, FsFile, Metadata, OpenOptions};
@@ -20,18 +29,15 @@ pub struct RealFile {
     file: Arc<File>,
 }
 
-/// Runs a call that may wait on the disk. On a multi-threaded runtime the
-/// worker first hands its other tasks to another thread (`block_in_place`),
-/// which costs far less than a round trip through the blocking pool (a
-/// thread wake-up per call, measured at a third of the injection rate). On a
-/// current-thread runtime (the short-lived programs, one task each) the call
-/// simply runs, as it would in a synchronous program.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> io::Result<T> + Send + 'static,
-) -> io::Result<T> {
+/// Runs a sync (it waits on the disk). On a multi-threaded runtime it goes
+/// to a sync thread and the task waits for the answer, so the worker runs
+/// other tasks meanwhile. On a current-thread runtime (the short-lived
+/// programs, one task each) or outside a runtime it simply runs, as it
+/// would in a synchronous program.
+async fn sync(f: impl FnOnce() -> io::Result<()> + Send + 'static) -> io::Result<()> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current().map(|h| h.runtime_flavor()) {
-        Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        Ok(RuntimeFlavor::MultiThread) => crate::sync_threads::run(f).await,
         _ => f(),
     }
 }
@@ -74,12 +80,12 @@ impl FsFile for RealFile {
 
     async fn sync_all(&mut self) -> io::Result<()> {
         let f = Arc::clone(&self.file);
-        blocking(move || f.sync_all()).await
+        sync(move || f.sync_all()).await
     }
 
     async fn sync_data(&mut self) -> io::Result<()> {
         let f = Arc::clone(&self.file);
-        blocking(move || f.sync_data()).await
+        sync(move || f.sync_data()).await
     }
 
     async fn metadata(&self) -> io::Result<Metadata> {
@@ -127,92 +133,74 @@ impl Fs for RealFs {
     }
 
     async fn open(&self, path: &Path, opts: &OpenOptions) -> io::Result<RealFile> {
-        let path = path.to_path_buf();
-        let opts = opts.clone();
-        blocking(move || {
-            let file = fs::OpenOptions::new()
-                .read(opts.read)
-                .write(opts.write)
-                .append(opts.append)
-                .truncate(opts.truncate)
-                .create(opts.create)
-                .create_new(opts.create_new)
-                .mode(opts.mode)
-                .open(&path)?;
-            Ok(RealFile {
-                file: Arc::new(file),
-            })
+        let file = fs::OpenOptions::new()
+            .read(opts.read)
+            .write(opts.write)
+            .append(opts.append)
+            .truncate(opts.truncate)
+            .create(opts.create)
+            .create_new(opts.create_new)
+            .mode(opts.mode)
+            .open(path)?;
+        Ok(RealFile {
+            file: Arc::new(file),
         })
-        .await
     }
 
     async fn sync_dir(&self, path: &Path) -> io::Result<()> {
-        let path = path.to_path_buf();
-        blocking(move || File::open(&path)?.sync_all()).await
+        // Opening is a lookup in the caches; only the flush waits.
+        let dir = File::open(path)?;
+        sync(move || dir.sync_all()).await
     }
 
     async fn link(&self, src: &Path, dst: &Path) -> io::Result<()> {
-        let (src, dst) = (src.to_path_buf(), dst.to_path_buf());
-        blocking(move || fs::hard_link(src, dst)).await
+        fs::hard_link(src, dst)
     }
 
     async fn rename(&self, src: &Path, dst: &Path) -> io::Result<()> {
-        let (src, dst) = (src.to_path_buf(), dst.to_path_buf());
-        blocking(move || fs::rename(src, dst)).await
+        fs::rename(src, dst)
     }
 
     async fn remove_file(&self, path: &Path) -> io::Result<()> {
-        let path = path.to_path_buf();
-        blocking(move || fs::remove_file(path)).await
+        fs::remove_file(path)
     }
 
     async fn create_dir(&self, path: &Path, mode: u32) -> io::Result<()> {
-        let path = path.to_path_buf();
-        blocking(move || {
-            use std::os::unix::fs::DirBuilderExt;
-            fs::DirBuilder::new().mode(mode).create(path)
-        })
-        .await
+        use std::os::unix::fs::DirBuilderExt;
+        fs::DirBuilder::new().mode(mode).create(path)
     }
 
     async fn remove_dir(&self, path: &Path) -> io::Result<()> {
-        let path = path.to_path_buf();
-        blocking(move || fs::remove_dir(path)).await
+        fs::remove_dir(path)
     }
 
     async fn read_dir(&self, path: &Path) -> io::Result<Vec<DirEntry>> {
-        let path: PathBuf = path.to_path_buf();
-        blocking(move || {
-            let mut out = Vec::new();
-            for entry in fs::read_dir(path)? {
-                let entry = entry?;
-                let ft = entry.file_type()?;
-                let kind = if ft.is_dir() {
-                    FileKind::Dir
-                } else if ft.is_file() {
-                    FileKind::File
-                } else {
-                    FileKind::Other
-                };
-                // Names that are not UTF-8 are not ours (the queue and maildirs
-                // only create ASCII names); list them lossily so they stay visible.
-                out.push(DirEntry {
-                    name: entry.file_name().to_string_lossy().into_owned(),
-                    kind,
-                });
-            }
-            Ok(out)
-        })
-        .await
+        let mut out = Vec::new();
+        for entry in fs::read_dir(path)? {
+            let entry = entry?;
+            let ft = entry.file_type()?;
+            let kind = if ft.is_dir() {
+                FileKind::Dir
+            } else if ft.is_file() {
+                FileKind::File
+            } else {
+                FileKind::Other
+            };
+            // Names that are not UTF-8 are not ours (the queue and maildirs
+            // only create ASCII names); list them lossily so they stay visible.
+            out.push(DirEntry {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                kind,
+            });
+        }
+        Ok(out)
     }
 
     async fn metadata(&self, path: &Path) -> io::Result<Metadata> {
-        let path = path.to_path_buf();
-        blocking(move || fs::metadata(path).map(|m| convert_metadata(&m))).await
+        fs::metadata(path).map(|m| convert_metadata(&m))
     }
 
     async fn set_permissions(&self, path: &Path, mode: u32) -> io::Result<()> {
-        let path = path.to_path_buf();
-        blocking(move || fs::set_permissions(path, fs::Permissions::from_mode(mode))).await
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
     }
 }

@@ -7,6 +7,7 @@ mod exec;
 mod fs;
 mod net;
 mod record_lock;
+mod sync_threads;
 mod users;
 
 use std::sync::{Arc, Mutex};

@@ -57,3 +57,27 @@ async fn output_is_bounded_and_early_close_is_fine() {
     assert_eq!(out.status, ExitCode::Exited(100));
     assert_eq!(out.output.len(), 1000);
 }
+
+/// A range of several copy blocks arrives whole and in order; a file
+/// shorter than its range is an error, not a short message.
+#[tokio::test]
+async fn a_large_range_arrives_whole_and_a_short_file_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let body = dir.path().join("body");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::write(&body, &data).unwrap();
+    let range = |offset: u64, len: u64| ProgramInput {
+        prefix: Vec::new(),
+        file: Some(FileRange::new(&body, offset, len)),
+    };
+    let out = RealExec
+        .run(&spec("cat", dir.path()), range(7, 299_000), 1 << 20)
+        .await
+        .unwrap();
+    assert_eq!(out.status, ExitCode::Exited(0));
+    assert!(out.output == data[7..299_007], "the copy differs");
+    let short = RealExec
+        .run(&spec("cat >/dev/null", dir.path()), range(1000, 299_001), 0)
+        .await;
+    assert_eq!(short.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
+}

@@ -12,6 +12,8 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
+use memchr::memchr;
+
 use super::message::{ByteSource, CHUNK};
 use crate::env::{Env, Fs, FsFile, OpenOptions};
 
@@ -20,7 +22,8 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(30);
 const LOCK_POLL: Duration = Duration::from_millis(250);
 
 /// Quotes lines matching `>*From ` with one more `>`, streaming: feed any
-/// chunking of the message, get the same bytes out.
+/// chunking of the message, get the same bytes out. Only the start of a
+/// line is looked at byte by byte; the rest of it is copied in one piece.
 #[derive(Debug, Default)]
 pub struct FromQuoter {
     /// The start of the current line while it may still turn out to be a
@@ -38,27 +41,42 @@ impl FromQuoter {
     }
 
     pub fn feed(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        for &c in input {
+        let mut rest = input;
+        while !rest.is_empty() {
             if self.decided {
-                out.push(c);
-                if c == b'\n' {
-                    self.decided = false;
+                // The rest of a decided line goes out as it is, in one piece.
+                match memchr(b'\n', rest) {
+                    Some(end) => {
+                        out.extend_from_slice(&rest[..=end]);
+                        rest = &rest[end + 1..];
+                        self.decided = false;
+                    }
+                    None => {
+                        out.extend_from_slice(rest);
+                        rest = &[];
+                    }
                 }
-            } else {
-                self.head.push(c);
-                let gt = self.head.iter().take_while(|&&b| b == b'>').count();
-                let rest = &self.head[gt..];
-                if rest == b"From " {
-                    out.push(b'>');
-                    out.append(&mut self.head);
-                    self.decided = true;
-                } else if !b"From ".starts_with(rest) {
-                    // Not a From line (a newline ends it undecided: the next
-                    // line starts fresh).
-                    out.append(&mut self.head);
-                    self.decided = c != b'\n';
-                }
+                continue;
             }
+            // The start of a line, byte by byte until its fate is known
+            // (after a few bytes: `>`s and at most `From `).
+            let c = rest[0];
+            rest = &rest[1..];
+            self.head.push(c);
+            let gt = self.head.iter().take_while(|&&b| b == b'>').count();
+            let tail = &self.head[gt..];
+            if tail == b"From " {
+                out.push(b'>');
+                out.append(&mut self.head);
+                self.decided = true;
+            } else if !b"From ".starts_with(tail) {
+                // Not a From line (a newline ends it undecided: the next
+                // line starts fresh).
+                out.append(&mut self.head);
+                self.decided = c != b'\n';
+            }
+        }
+        if let Some(&c) = input.last() {
             self.last = Some(c);
         }
     }
@@ -237,13 +255,18 @@ mod tests {
                 prop_oneof![Just(b'>'), Just(b'\n'), Just(b'F'), Just(b'r'), Just(b'o'), Just(b'm'), Just(b' '), Just(b'x')],
                 0..200,
             ),
-            cut in 0usize..200,
+            cuts in proptest::collection::vec(0usize..200, 0..6),
         ) {
-            let cut = cut.min(message.len());
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c.min(message.len())).collect();
+            cuts.push(message.len());
+            cuts.sort_unstable();
             let mut q = FromQuoter::new();
             let mut out = Vec::new();
-            q.feed(&message[..cut], &mut out);
-            q.feed(&message[cut..], &mut out);
+            let mut at = 0;
+            for cut in cuts {
+                q.feed(&message[at..cut], &mut out);
+                at = cut;
+            }
             q.finish(&mut out);
             prop_assert_eq!(out, model(&message));
         }

@@ -21,7 +21,7 @@
 use std::mem;
 
 use super::address::{ParsedPath, PathError, parse_path};
-use super::body::{BodyDecoder, BodyStep};
+use super::body::{BodyDecoder, Stop};
 use super::rcpthosts::RcptHosts;
 use super::received::{RemoteInfo, smtp_received_line};
 use super::replies;
@@ -153,8 +153,6 @@ struct DataPhase {
     decoder: BodyDecoder,
     /// Message bytes passed on so far (for `databytes`).
     stored: u64,
-    /// The message exceeded `databytes`.
-    too_big: bool,
     /// [`Action::AbortMessage`] was given; the rest is read and dropped.
     aborted: bool,
 }
@@ -537,7 +535,6 @@ impl SmtpSession {
         self.phase = Phase::Data(DataPhase {
             decoder: BodyDecoder::new(),
             stored: 0,
-            too_big: false,
             aborted: false,
         });
     }
@@ -550,41 +547,59 @@ impl SmtpSession {
             return 0;
         };
         let mut pending = Vec::new();
-        let mut produced = Vec::with_capacity(3);
+        let mut pos = 0;
         let mut ended = None;
-        for (i, &ch) in input.iter().enumerate() {
-            produced.clear();
-            let step = data.decoder.step(ch, &mut produced);
-            if !data.aborted {
-                let stored = data.stored.saturating_add(produced.len() as u64);
-                if databytes > 0 && stored > databytes {
-                    data.too_big = true;
-                } else {
-                    data.stored = stored;
-                    pending.extend_from_slice(&produced);
-                }
-                if data.too_big || data.decoder.hops() >= MAX_HOPS {
+        while pos < input.len() {
+            let (used, stop) = if data.aborted {
+                // The message is refused: read on to its end, keep nothing.
+                pending.clear();
+                data.decoder
+                    .decode(&input[pos..], &mut pending, usize::MAX, u32::MAX)
+            } else {
+                // At most DATA_CHUNK bytes are handed out at once, and never
+                // more than databytes in all.
+                let room = match databytes {
+                    0 => usize::MAX,
+                    limit => {
+                        usize::try_from(limit.saturating_sub(data.stored)).unwrap_or(usize::MAX)
+                    }
+                };
+                // A call writes at most two bytes more than it reads (a `.`
+                // CR held from the call before), so pending stays bounded.
+                let take = (DATA_CHUNK - pending.len()).min(input.len() - pos);
+                let before = pending.len();
+                let (used, stop) =
+                    data.decoder
+                        .decode(&input[pos..pos + take], &mut pending, room, MAX_HOPS);
+                data.stored += (pending.len() - before) as u64;
+                // Over databytes, or looping: refused, and it ends as such.
+                if matches!(stop, Stop::Full | Stop::HopLimit) {
                     flush(&mut pending, actions);
                     actions.push(Action::AbortMessage);
                     data.aborted = true;
                 } else if pending.len() >= DATA_CHUNK {
                     flush(&mut pending, actions);
                 }
-            }
-            let end = match step {
-                BodyStep::More => continue,
-                BodyStep::End if !data.aborted => DataEnd::Complete,
+                (used, stop)
+            };
+            pos += used;
+            let end = match stop {
+                Stop::NeedInput | Stop::Full | Stop::HopLimit => continue,
+                Stop::End if !data.aborted => DataEnd::Complete,
                 // qmail reports the hops before the size.
-                BodyStep::End if data.decoder.hops() >= MAX_HOPS => {
+                Stop::End if data.decoder.hops() >= MAX_HOPS => {
                     DataEnd::Refused(replies::TOO_MANY_HOPS)
                 }
-                BodyStep::End => DataEnd::Refused(replies::TOO_BIG),
-                BodyStep::BareLf => DataEnd::BareLf {
+                Stop::End => DataEnd::Refused(replies::TOO_BIG),
+                Stop::BareLf => DataEnd::BareLf {
                     abort: !data.aborted,
                 },
             };
-            ended = Some((i + 1, end));
+            ended = Some((pos, end));
             break;
+        }
+        if data.aborted {
+            pending.clear();
         }
         flush(&mut pending, actions);
         let Some((used, end)) = ended else {
