@@ -245,6 +245,47 @@ fn a_message_cut_mid_data_is_never_queued_through_qmailqueue() {
 /// append to it: every message is either taken or still there, whole.
 #[test]
 fn an_fcntl_locking_reader_and_400_mbox_deliveries_lose_nothing() {
+    reader_beside_400_mbox_deliveries(
+        r#"
+def lock(f):
+    while True:
+        try:
+            fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError:
+            time.sleep(0.005)
+
+def unlock(f):
+    fcntl.lockf(f, fcntl.LOCK_UN)
+"#,
+    );
+}
+
+/// The same with a reader honouring only the dotlock (`<mbox>.lock` made
+/// with `O_CREAT|O_EXCL`, as liblockfile and Python's `mailbox` make it):
+/// without the delivery's dotlock it would truncate away appended mail.
+#[test]
+fn a_dotlock_honouring_reader_and_400_mbox_deliveries_lose_nothing() {
+    reader_beside_400_mbox_deliveries(
+        r#"
+def lock(f):
+    while True:
+        try:
+            os.close(os.open(mbox + ".lock", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            return
+        except FileExistsError:
+            time.sleep(0.005)
+
+def unlock(f):
+    os.unlink(mbox + ".lock")
+"#,
+    );
+}
+
+/// Runs a Python reader that takes everything out of an mbox under the
+/// locks `locking` defines (`lock(f)` and `unlock(f)` on the open mbox),
+/// again and again, while 400 messages are delivered to the mbox.
+fn reader_beside_400_mbox_deliveries(locking: &str) {
     const N: usize = 400;
     let h = init_home(None, None);
     let mbox = h.path().join("box.mbox");
@@ -255,28 +296,23 @@ fn an_fcntl_locking_reader_and_400_mbox_deliveries_lose_nothing() {
     .unwrap();
     let taken = h.path().join("taken");
     let stop = h.path().join("stop");
-    // Takes everything out under the lock, again and again, until told to
-    // stop; then once more.
+    // Takes everything out under the lock until told to stop; then once more.
     let script = format!(
         r#"
 import fcntl, os, time
 mbox, taken, stop = {mbox:?}, {taken:?}, {stop:?}
+{locking}
 out = open(taken, "ab")
 while True:
     last = os.path.exists(stop)
     if os.path.exists(mbox):
         with open(mbox, "r+b") as f:
-            while True:
-                try:
-                    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except OSError:
-                    time.sleep(0.005)
+            lock(f)
             data = f.read()
             if data:
                 out.write(data); out.flush(); os.fsync(out.fileno())
                 f.seek(0); f.truncate(); f.flush(); os.fsync(f.fileno())
-            fcntl.lockf(f, fcntl.LOCK_UN)
+            unlock(f)
     if last:
         break
     time.sleep(0.01)
@@ -312,5 +348,9 @@ while True:
     assert!(all_there, "{took} taken + {left} left of {N}");
     assert_eq!(left + took, N, "each message exactly once");
     assert!(took > 0, "the reader took some mail while deliveries ran");
+    assert!(
+        !home.join("box.mbox.lock").exists(),
+        "no dotlock left behind"
+    );
     run.stop();
 }

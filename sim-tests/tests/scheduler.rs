@@ -95,7 +95,7 @@ impl Deliver for Agent {
             tokio::time::sleep(took).await;
             let mut l = this.ledger.lock().unwrap();
             l.now[slot(job.channel)] -= 1;
-            let at = qmail_io_sim::SimClock.unix_secs() - SIM_EPOCH_SECS;
+            let at = qmail_io_sim::SimClock::default().unix_secs() - SIM_EPOCH_SECS;
             for r in &job.recipients {
                 l.calls.push(Call {
                     at,
