@@ -76,6 +76,18 @@ impl QueueProgram for RealQueueProgram {
     }
 }
 
+/// The file of `range`, positioned at its start, when the range runs to
+/// the file's end (so the program reading to end of file reads exactly the
+/// range); `None` otherwise.
+async fn rest_of_file(range: &qmail_core::env::FileRange) -> io::Result<Option<std::fs::File>> {
+    let mut f = tokio::fs::File::open(&range.path).await?;
+    if f.metadata().await?.len() != range.offset + range.len {
+        return Ok(None);
+    }
+    f.seek(std::io::SeekFrom::Start(range.offset)).await?;
+    Ok(Some(f.into_std().await))
+}
+
 impl Exec for RealExec {
     type QueueProgram = RealQueueProgram;
 
@@ -105,14 +117,26 @@ impl Exec for RealExec {
         input: ProgramInput,
         output_limit: usize,
     ) -> io::Result<ProgramOutput> {
+        // qmail-local hands a program the message file itself: whatever
+        // becomes of this process, the program reads to the message's true
+        // end. A pipe would end early if we died mid-feed, and the program
+        // (a forward, say) could not tell that end from the message's.
+        let handed = match (&input.file, input.prefix.is_empty()) {
+            (Some(range), true) => rest_of_file(range).await?,
+            _ => None,
+        };
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(&spec.command)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&spec.cwd)
-            .stdin(Stdio::piped())
             .kill_on_drop(true);
+        let piped = handed.is_none();
+        match handed {
+            Some(file) => cmd.stdin(Stdio::from(file)),
+            None => cmd.stdin(Stdio::piped()),
+        };
         // Standard output and standard error share one pipe, as in qmail, so
         // what the program said comes back in the order it said it.
         let (mut reader, writer) = std::io::pipe()?;
@@ -121,14 +145,25 @@ impl Exec for RealExec {
             cmd.uid(uid).gid(gid);
         }
         let mut child = cmd.spawn()?;
-        // Our copies of the pipe's write end must go, or it never ends.
+        // Our copies of the pipe's write end (and of the handed file) must
+        // go, or it never ends.
         drop(cmd);
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no stdin pipe"))?;
+        let stdin = if piped {
+            Some(
+                child
+                    .stdin
+                    .take()
+                    .ok_or_else(|| io::Error::other("no stdin pipe"))?,
+            )
+        } else {
+            None
+        };
 
+        let killer = &mut child;
         let feed = async move {
+            let Some(mut stdin) = stdin else {
+                return Ok(());
+            };
             // A program that stops reading early (exit 99 after a header check,
             // say) closes the pipe: that is its right, not an error.
             let r = async {
@@ -149,7 +184,14 @@ impl Exec for RealExec {
             .await;
             match r {
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-                other => other,
+                Err(e) => {
+                    // The program must not take the pipe's end for the
+                    // message's: it dies before its input closes.
+                    let _ = killer.start_kill();
+                    drop(stdin);
+                    Err(e)
+                }
+                Ok(()) => Ok(()),
             }
         };
         // Blocking reads of the pipe run on the blocking pool.
