@@ -3,7 +3,10 @@
 use std::io;
 use std::process::Stdio;
 
-use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
+use qmail_core::env::{
+    Exec, ExitCode, FileRange, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram,
+};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use tokio::process::Command;
@@ -76,16 +79,50 @@ impl QueueProgram for RealQueueProgram {
     }
 }
 
-/// The file of `range`, positioned at its start, when the range runs to
-/// the file's end (so the program reading to end of file reads exactly the
-/// range); `None` otherwise.
-async fn rest_of_file(range: &qmail_core::env::FileRange) -> io::Result<Option<std::fs::File>> {
+/// A copy of `range` in a nameless file (`O_TMPFILE`) beside it,
+/// positioned at its start: nothing but the process holding it sees it,
+/// and it goes when the last holder closes it. `None` where the filesystem
+/// makes no nameless files.
+async fn private_copy(range: &FileRange) -> io::Result<Option<std::fs::File>> {
+    let dir = match range.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let copy = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_TMPFILE.bits())
+        .open(dir);
+    let copy = match copy {
+        Ok(f) => f,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EOPNOTSUPP | nix::libc::EISDIR)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut copy = tokio::fs::File::from_std(copy);
     let mut f = tokio::fs::File::open(&range.path).await?;
-    if f.metadata().await?.len() != range.offset + range.len {
-        return Ok(None);
-    }
     f.seek(std::io::SeekFrom::Start(range.offset)).await?;
-    Ok(Some(f.into_std().await))
+    let copied = tokio::io::copy(&mut (&mut f).take(range.len), &mut copy).await?;
+    if copied != range.len {
+        return Err(short_range(range));
+    }
+    copy.flush().await?;
+    copy.seek(std::io::SeekFrom::Start(0)).await?;
+    Ok(Some(copy.into_std().await))
+}
+
+fn short_range(range: &FileRange) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("{} is shorter than its range", range.path.display()),
+    )
 }
 
 impl Exec for RealExec {
@@ -117,12 +154,14 @@ impl Exec for RealExec {
         input: ProgramInput,
         output_limit: usize,
     ) -> io::Result<ProgramOutput> {
-        // qmail-local hands a program the message file itself: whatever
-        // becomes of this process, the program reads to the message's true
-        // end. A pipe would end early if we died mid-feed, and the program
-        // (a forward, say) could not tell that end from the message's.
+        // qmail-local hands a program the message file itself, so the
+        // program reads to the message's true end whatever becomes of the
+        // deliverer. A queue file holds more than the message, so the
+        // program gets a private copy of its range instead. A pipe would
+        // end early if we died mid-feed, and the program (a forward, say)
+        // could not tell that end from the message's.
         let handed = match (&input.file, input.prefix.is_empty()) {
-            (Some(range), true) => rest_of_file(range).await?,
+            (Some(range), true) => private_copy(range).await?,
             _ => None,
         };
         let mut cmd = Command::new("/bin/sh");
@@ -173,10 +212,7 @@ impl Exec for RealExec {
                     f.seek(std::io::SeekFrom::Start(range.offset)).await?;
                     let copied = tokio::io::copy(&mut (&mut f).take(range.len), &mut stdin).await?;
                     if copied != range.len {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("{} is shorter than its range", range.path.display()),
-                        ));
+                        return Err(short_range(range));
                     }
                 }
                 stdin.shutdown().await

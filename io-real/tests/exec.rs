@@ -58,10 +58,11 @@ async fn output_is_bounded_and_early_close_is_fine() {
     assert_eq!(out.output.len(), 1000);
 }
 
-/// What `command` says when run on the byte range `offset..offset + len`
-/// of a file holding `content`, and the run's result.
+/// What `command` says when run on `prefix` and the byte range
+/// `offset..offset + len` of a file holding `content`, and the run's result.
 async fn run_on_range(
     command: &str,
+    prefix: &[u8],
     content: &[u8],
     offset: u64,
     len: u64,
@@ -76,7 +77,7 @@ async fn run_on_range(
         .run(
             &spec(command, dir.path()),
             ProgramInput {
-                prefix: Vec::new(),
+                prefix: prefix.to_vec(),
                 file: Some(FileRange::new(file, offset, len)),
             },
             1 << 16,
@@ -86,12 +87,14 @@ async fn run_on_range(
 }
 
 #[tokio::test]
-async fn a_message_running_to_its_files_end_is_handed_over_as_the_file() {
-    // As qmail-local does: the program's input is the file itself, so its
-    // end is the message's end whatever becomes of the feeder.
-    let (_dir, out) = run_on_range(
-        "if [ -f /dev/stdin ]; then echo file; fi; cat",
-        b"HEADERthe message\n",
+async fn the_program_reads_a_private_copy_of_its_range_as_a_file() {
+    // As with qmail-local, the program's input is a file, so its end is the
+    // message's end whatever becomes of the deliverer; a copy, because the
+    // queue file goes on past the message (the envelope).
+    let (dir, out) = run_on_range(
+        "if [ -f /dev/stdin ]; then echo file; fi; cat; ls -a",
+        b"",
+        b"HEADERthe message\nENVELOPE",
         6,
         12,
     )
@@ -100,31 +103,33 @@ async fn a_message_running_to_its_files_end_is_handed_over_as_the_file() {
     assert_eq!(out.status, ExitCode::Exited(0));
     assert_eq!(
         String::from_utf8(out.output).unwrap(),
-        "file\nthe message\n"
+        "file\nthe message\n.\n..\nqueued\n",
+        "the copy has no name"
     );
+    drop(dir);
 }
 
 #[tokio::test]
-async fn a_range_short_of_its_files_end_goes_through_a_pipe() {
-    let (_dir, out) = run_on_range(
-        "if [ -f /dev/stdin ]; then echo file; fi; cat",
-        b"HEADERthe message\nTRAILER",
-        6,
-        12,
+async fn a_file_shorter_than_its_range_runs_no_program() {
+    let (dir, out) = run_on_range("touch ran", b"", b"the first half\n", 0, 100).await;
+    let err = out.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    assert!(!dir.path().join("ran").exists());
+}
+
+#[tokio::test]
+async fn a_program_fed_short_through_a_pipe_dies_before_its_input_ends() {
+    // A prefix makes the input a pipe. The file holds less than its range:
+    // the feed fails midway, and the program must never see an end of
+    // input it would take for the message's end.
+    let (dir, out) = run_on_range(
+        "cat >got; touch saw-the-end",
+        b"Prefix: x\n",
+        b"the first half\n",
+        0,
+        100,
     )
     .await;
-    assert_eq!(
-        String::from_utf8(out.unwrap().output).unwrap(),
-        "the message\n"
-    );
-}
-
-#[tokio::test]
-async fn a_program_fed_short_dies_before_its_input_ends() {
-    // The file holds less than its range: the feed fails midway. The
-    // program must never see an end of input it would take for the
-    // message's end (a forward would queue the truncated message).
-    let (dir, out) = run_on_range("cat >got; touch saw-the-end", b"the first half\n", 0, 100).await;
     let err = out.unwrap_err();
     assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
     assert!(
