@@ -3,7 +3,10 @@
 use std::io;
 use std::process::Stdio;
 
-use qmail_core::env::{Exec, ExitCode, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram};
+use qmail_core::env::{
+    Exec, ExitCode, FileRange, ProgramInput, ProgramOutput, ProgramSpec, QueueProgram,
+};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
@@ -76,6 +79,89 @@ impl QueueProgram for RealQueueProgram {
     }
 }
 
+/// A copy of `range` in a nameless file (`O_TMPFILE`) beside it,
+/// positioned at its start: nothing but the process holding it sees it,
+/// and it goes when the last holder closes it. `None` where the filesystem
+/// makes no nameless files.
+async fn private_copy(range: &FileRange) -> io::Result<Option<std::fs::File>> {
+    let dir = match range.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let copy = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::fcntl::OFlag::O_TMPFILE.bits())
+        .open(dir);
+    let copy = match copy {
+        Ok(f) => f,
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::EOPNOTSUPP | nix::libc::EISDIR)
+            ) =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    // Runs inline, as the filesystem calls do (io-real/src/fs.rs): page-cache
+    // reads and writes in large blocks, no hand-off to another thread.
+    let mut copy = copy;
+    let mut blocks = RangeBlocks::open(range)?;
+    while let Some(block) = blocks.next_block()? {
+        std::io::Write::write_all(&mut copy, block)?;
+    }
+    std::io::Seek::seek(&mut copy, io::SeekFrom::Start(0))?;
+    Ok(Some(copy))
+}
+
+/// A file's byte range, read in blocks of [`COPY_BLOCK`] bytes; a file
+/// shorter than its range is an error.
+struct RangeBlocks<'a> {
+    range: &'a FileRange,
+    file: std::fs::File,
+    buf: Vec<u8>,
+    copied: u64,
+}
+
+impl<'a> RangeBlocks<'a> {
+    fn open(range: &'a FileRange) -> io::Result<Self> {
+        Ok(RangeBlocks {
+            range,
+            file: std::fs::File::open(&range.path)?,
+            buf: vec![0u8; COPY_BLOCK],
+            copied: 0,
+        })
+    }
+
+    /// The next block, or `None` at the end of the range.
+    fn next_block(&mut self) -> io::Result<Option<&[u8]>> {
+        use std::os::unix::fs::FileExt;
+        let left = self.range.len - self.copied;
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = usize::try_from(left).map_or(self.buf.len(), |l| l.min(self.buf.len()));
+        let n = self
+            .file
+            .read_at(&mut self.buf[..want], self.range.offset + self.copied)?;
+        if n == 0 {
+            return Err(short_range(self.range));
+        }
+        self.copied += n as u64;
+        Ok(Some(&self.buf[..n]))
+    }
+}
+
+fn short_range(range: &FileRange) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("{} is shorter than its range", range.path.display()),
+    )
+}
+
 impl Exec for RealExec {
     type QueueProgram = RealQueueProgram;
 
@@ -105,14 +191,28 @@ impl Exec for RealExec {
         input: ProgramInput,
         output_limit: usize,
     ) -> io::Result<ProgramOutput> {
+        // qmail-local hands a program the message file itself, so the
+        // program reads to the message's true end whatever becomes of the
+        // deliverer. A queue file holds more than the message, so the
+        // program gets a private copy of its range instead. A pipe would
+        // end early if we died mid-feed, and the program (a forward, say)
+        // could not tell that end from the message's.
+        let handed = match (&input.file, input.prefix.is_empty()) {
+            (Some(range), true) => private_copy(range).await?,
+            _ => None,
+        };
         let mut cmd = Command::new("/bin/sh");
         cmd.arg("-c")
             .arg(&spec.command)
             .env_clear()
             .envs(spec.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .current_dir(&spec.cwd)
-            .stdin(Stdio::piped())
             .kill_on_drop(true);
+        let piped = handed.is_none();
+        match handed {
+            Some(file) => cmd.stdin(Stdio::from(file)),
+            None => cmd.stdin(Stdio::piped()),
+        };
         // Standard output and standard error share one pipe, as in qmail, so
         // what the program said comes back in the order it said it.
         let (mut reader, writer) = std::io::pipe()?;
@@ -121,14 +221,25 @@ impl Exec for RealExec {
             cmd.uid(uid).gid(gid);
         }
         let mut child = cmd.spawn()?;
-        // Our copies of the pipe's write end must go, or it never ends.
+        // Our copies of the pipe's write end (and of the handed file) must
+        // go, or it never ends.
         drop(cmd);
-        let mut stdin = child
-            .stdin
-            .take()
-            .ok_or_else(|| io::Error::other("no stdin pipe"))?;
+        let stdin = if piped {
+            Some(
+                child
+                    .stdin
+                    .take()
+                    .ok_or_else(|| io::Error::other("no stdin pipe"))?,
+            )
+        } else {
+            None
+        };
 
+        let killer = &mut child;
         let feed = async move {
+            let Some(mut stdin) = stdin else {
+                return Ok(());
+            };
             // A program that stops reading early (exit 99 after a header check,
             // say) closes the pipe: that is its right, not an error.
             let r = async {
@@ -141,7 +252,14 @@ impl Exec for RealExec {
             .await;
             match r {
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-                other => other,
+                Err(e) => {
+                    // The program must not take the pipe's end for the
+                    // message's: it dies before its input closes.
+                    let _ = killer.start_kill();
+                    drop(stdin);
+                    Err(e)
+                }
+                Ok(()) => Ok(()),
             }
         };
         // Blocking reads of the pipe run on the blocking pool.
@@ -189,22 +307,9 @@ async fn copy_range(
     range: &qmail_core::env::FileRange,
     to: &mut tokio::process::ChildStdin,
 ) -> io::Result<()> {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::File::open(&range.path)?;
-    let mut buf = vec![0u8; COPY_BLOCK];
-    let mut copied = 0u64;
-    while copied < range.len {
-        let want =
-            usize::try_from(range.len - copied).map_or(buf.len(), |left| left.min(buf.len()));
-        let n = file.read_at(&mut buf[..want], range.offset + copied)?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{} is shorter than its range", range.path.display()),
-            ));
-        }
-        to.write_all(&buf[..n]).await?;
-        copied += n as u64;
+    let mut blocks = RangeBlocks::open(range)?;
+    while let Some(block) = blocks.next_block()? {
+        to.write_all(block).await?;
     }
     Ok(())
 }

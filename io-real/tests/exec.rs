@@ -81,3 +81,83 @@ async fn a_large_range_arrives_whole_and_a_short_file_fails() {
         .await;
     assert_eq!(short.unwrap_err().kind(), std::io::ErrorKind::UnexpectedEof);
 }
+
+/// What `command` says when run on `prefix` and the byte range
+/// `offset..offset + len` of a file holding `content`, and the run's result.
+async fn run_on_range(
+    command: &str,
+    prefix: &[u8],
+    content: &[u8],
+    offset: u64,
+    len: u64,
+) -> (
+    tempfile::TempDir,
+    std::io::Result<qmail_core::env::ProgramOutput>,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("queued");
+    std::fs::write(&file, content).unwrap();
+    let out = RealExec
+        .run(
+            &spec(command, dir.path()),
+            ProgramInput {
+                prefix: prefix.to_vec(),
+                file: Some(FileRange::new(file, offset, len)),
+            },
+            1 << 16,
+        )
+        .await;
+    (dir, out)
+}
+
+#[tokio::test]
+async fn the_program_reads_a_private_copy_of_its_range_as_a_file() {
+    // As with qmail-local, the program's input is a file, so its end is the
+    // message's end whatever becomes of the deliverer; a copy, because the
+    // queue file goes on past the message (the envelope).
+    let (dir, out) = run_on_range(
+        "if [ -f /dev/stdin ]; then echo file; fi; cat; ls -a",
+        b"",
+        b"HEADERthe message\nENVELOPE",
+        6,
+        12,
+    )
+    .await;
+    let out = out.unwrap();
+    assert_eq!(out.status, ExitCode::Exited(0));
+    assert_eq!(
+        String::from_utf8(out.output).unwrap(),
+        "file\nthe message\n.\n..\nqueued\n",
+        "the copy has no name"
+    );
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_file_shorter_than_its_range_runs_no_program() {
+    let (dir, out) = run_on_range("touch ran", b"", b"the first half\n", 0, 100).await;
+    let err = out.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    assert!(!dir.path().join("ran").exists());
+}
+
+#[tokio::test]
+async fn a_program_fed_short_through_a_pipe_dies_before_its_input_ends() {
+    // A prefix makes the input a pipe. The file holds less than its range:
+    // the feed fails midway, and the program must never see an end of
+    // input it would take for the message's end.
+    let (dir, out) = run_on_range(
+        "cat >got; touch saw-the-end",
+        b"Prefix: x\n",
+        b"the first half\n",
+        0,
+        100,
+    )
+    .await;
+    let err = out.unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+    assert!(
+        !dir.path().join("saw-the-end").exists(),
+        "the program went on past the early end"
+    );
+}

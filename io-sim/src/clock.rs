@@ -20,12 +20,22 @@ pub fn sim_now() -> SystemTime {
     }
 }
 
-/// The simulation's clock.
+/// The simulation's clock, possibly set ahead of simulated time (a test
+/// standing for a host that comes back later than the crash).
 #[derive(Debug, Clone, Copy, Default)]
-pub struct SimClock;
+pub struct SimClock {
+    ahead: Duration,
+}
+
+impl SimClock {
+    /// A clock reading `ahead` later than simulated time.
+    pub fn ahead(ahead: Duration) -> Self {
+        SimClock { ahead }
+    }
+}
 
 impl Clock for SimClock {
     fn now(&self) -> SystemTime {
-        sim_now()
+        sim_now() + self.ahead
     }
 }

@@ -65,11 +65,18 @@ impl SimEnv {
             fs,
             users: SimUsers::default(),
             rng: SimRng::new(seed),
-            clock: SimClock,
+            clock: SimClock::default(),
             net: SimNet,
             identity: Arc::new(identity),
             plants: PlantSet::EMPTY,
         }
+    }
+
+    /// The same environment with its clock `ahead` of simulated time (the
+    /// filesystem's times stay on simulated time).
+    pub fn with_clock_ahead(mut self, ahead: Duration) -> Self {
+        self.clock = SimClock::ahead(ahead);
+        self
     }
 
     /// The same environment with these bugs planted (see [`Plant`]).

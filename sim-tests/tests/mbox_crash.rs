@@ -6,16 +6,18 @@
 //! the same; maildir is the format without that problem.)
 
 use std::path::Path;
+use std::time::Duration;
 
 use qmail_core::deliver::{Deliver, DeliveryJob, Outcome};
 use qmail_core::env::{Env, Fs};
 use qmail_core::home::Home;
+use qmail_core::local::mbox_lock::{STALE_LOCK_TIME, dotlock_path};
 use qmail_core::local::{LocalConfig, LocalDelivery, Mode};
 use qmail_core::queue::Queue;
 use qmail_io_sim::{SimEnv, SimFs};
 use qmail_sim_tests::kit::crash::{Checked, crash_sweep, mutations_of};
+use qmail_sim_tests::kit::identity;
 use qmail_sim_tests::kit::inject::{local_job, only, text_after};
-use qmail_sim_tests::kit::{identity, rt};
 
 const OLD: &[u8] = b"From x@y Thu Jan 01 00:00:00 1970\nSubject: old\n\nold body\n\n";
 const MBOX: &str = "/home/bob/Mailbox";
@@ -66,11 +68,28 @@ fn prepare(fs: &SimFs, rt: &tokio::runtime::Runtime) -> DeliveryJob {
     })
 }
 
+/// A runtime whose timer skips ahead whenever every task waits, so lock
+/// waits cost no real time.
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .expect("runtime")
+}
+
 fn agent(fs: &SimFs, seed: u64) -> LocalDelivery<SimEnv> {
+    agent_at(fs, seed, Duration::ZERO)
+}
+
+/// An agent whose clock reads `later` past simulated time.
+fn agent_at(fs: &SimFs, seed: u64, later: Duration) -> LocalDelivery<SimEnv> {
     let home = Home::new("/var/qmail");
-    let queue = Queue::new(env_on(fs, seed), home.queue());
+    let queue = Queue::new(env_on(fs, seed).with_clock_ahead(later), home.queue());
     LocalDelivery::new(queue, home.clone(), LocalConfig::new(Mode::System, &home))
 }
+
+const LOCKED: &str = "File has been locked for 30 seconds straight. (#4.3.0)\n";
 
 #[test]
 fn crash_at_every_step_of_an_mbox_delivery() {
@@ -80,6 +99,7 @@ fn crash_at_every_step_of_an_mbox_delivery() {
     let (ops, out) = mutations_of(&fs, || only(rt.block_on(agent(&fs, 1).deliver(job))));
     assert!(matches!(out, Outcome::Success(_)), "{out:?}");
     assert!(ops >= 3, "{ops}");
+    let mut stale_broken = 0;
     crash_sweep("mbox", ops, TRIALS, |point| {
         let seed = point.trial;
         let fs = SimFs::new(seed);
@@ -97,9 +117,20 @@ fn crash_at_every_step_of_an_mbox_delivery() {
         if ok && !mbox.ends_with(&tail()) {
             return Err("reported success, lost in the crash".into());
         }
-        let again = only(rt.block_on(agent(&fs, seed + 2).deliver(job)));
+        let dotlock = dotlock_path(Path::new(MBOX));
+        let left_locked = rt.block_on(fs.exists(&dotlock));
+        let mut again = only(rt.block_on(agent(&fs, seed + 2).deliver(job.clone())));
+        if left_locked && again == Outcome::Deferral(LOCKED.into()) {
+            // The crash left the dotlock: a later retry finds it stale.
+            stale_broken += 1;
+            let later = STALE_LOCK_TIME + Duration::from_secs(1);
+            again = only(rt.block_on(agent_at(&fs, seed + 3, later).deliver(job)));
+        }
         if !matches!(again, Outcome::Success(_)) {
             return Err(format!("retry {again:?}"));
+        }
+        if rt.block_on(fs.exists(&dotlock)) {
+            return Err("the dotlock outlived the delivery".into());
         }
         let mbox = rt.block_on(fs.read(Path::new(MBOX))).unwrap();
         if !mbox.starts_with(OLD) {
@@ -111,4 +142,6 @@ fn crash_at_every_step_of_an_mbox_delivery() {
         Ok(Checked::Held)
     })
     .unwrap_or_else(|e| panic!("{e}"));
+    eprintln!("mbox: {stale_broken} crash states left a dotlock that a later retry broke");
+    assert!(stale_broken > 0, "no crash state left the dotlock behind");
 }

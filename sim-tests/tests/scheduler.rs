@@ -95,7 +95,7 @@ impl Deliver for Agent {
             tokio::time::sleep(took).await;
             let mut l = this.ledger.lock().unwrap();
             l.now[slot(job.channel)] -= 1;
-            let at = qmail_io_sim::SimClock.unix_secs() - SIM_EPOCH_SECS;
+            let at = qmail_io_sim::SimClock::default().unix_secs() - SIM_EPOCH_SECS;
             for r in &job.recipients {
                 l.calls.push(Call {
                     at,
@@ -588,8 +588,8 @@ fn a_crash_at_any_point_of_a_written_down_message_loses_nothing() {
         if !w.queue_empty() {
             let files: Vec<String> =
                 w.fs.snapshot()
-                    .iter()
-                    .map(|(p, _)| p.display().to_string())
+                    .keys()
+                    .map(|p| p.display().to_string())
                     .filter(|p| p.starts_with("/q/") && !p.starts_with("/q/lock"))
                     .collect();
             return Err(format!("queue did not drain: {files:#?} {calls:#?}"));

@@ -2,24 +2,19 @@
 //! Delivered-To lines and the message with `>*From ` lines quoted, end with a
 //! blank line, sync; on any failure cut the file back to its old length.
 //!
-//! The lock is the one the mail readers of a Linux system honour: a
-//! `fcntl` write lock and an `flock` on the file together
-//! ([`FsFile::try_lock_mailbox`]), tried without blocking and retried for
-//! up to [`LOCK_WAIT`]; after that the delivery fails temporarily.
+//! The locks are those the mail readers of a Linux system honour: a
+//! dotlock, then a `fcntl` write lock and an `flock` on the file together,
+//! within one bounded wait ([`super::mbox_lock`]).
 
-use super::verdict::Verdict;
 use std::io;
 use std::path::Path;
-use std::time::Duration;
 
 use memchr::memchr;
 
+use super::mbox_lock::{Dotlock, LockWait, lock_file};
 use super::message::{ByteSource, CHUNK};
+use super::verdict::Verdict;
 use crate::env::{Env, Fs, FsFile, OpenOptions};
-
-/// How long to wait for another holder of the mbox lock (qmail: 30 s).
-pub const LOCK_WAIT: Duration = Duration::from_secs(30);
-const LOCK_POLL: Duration = Duration::from_millis(250);
 
 /// Quotes lines matching `>*From ` with one more `>`, streaming: feed any
 /// chunking of the message, get the same bytes out. Only the start of a
@@ -102,20 +97,33 @@ pub fn quote(message: &[u8]) -> Vec<u8> {
 }
 
 /// Appends the message from `source` to the mbox at `path` after `prefix`
-/// (the `From `, Return-Path and Delivered-To lines).
+/// (the `From `, Return-Path and Delivered-To lines), under the locks of
+/// [`super::mbox_lock`].
 pub async fn deliver_mbox<E: Env, S: ByteSource>(
     env: &E,
     path: &Path,
     prefix: &[u8],
     source: &mut S,
 ) -> Result<(), Verdict> {
+    let mut wait = LockWait::new();
+    let dotlock = Dotlock::take(env, path, &mut wait).await?;
+    // Every way out of the delivery passes here, so the dotlock goes.
+    // (Were this future dropped midway, the dotlock would stay until stale.)
+    let result = deliver_locked(env, path, prefix, source, &mut wait).await;
+    dotlock.release(env.fs()).await;
+    result
+}
+
+async fn deliver_locked<E: Env, S: ByteSource>(
+    env: &E,
+    path: &Path,
+    prefix: &[u8],
+    source: &mut S,
+    wait: &mut LockWait,
+) -> Result<(), Verdict> {
     let fs = env.fs();
     let shown = path.display();
-    let mut file = fs
-        .open(path, &OpenOptions::append().with_mode(0o600))
-        .await
-        .map_err(|e| Verdict::temporary(format!("Unable to open {shown}: {e}. (#4.2.1)")))?;
-    let locked = lock(&mut file).await?;
+    let (mut file, locked) = open_locked(fs, path, wait).await?;
     let pos = file
         .metadata()
         .await
@@ -147,24 +155,35 @@ pub async fn deliver_mbox<E: Env, S: ByteSource>(
     Ok(())
 }
 
-/// Takes the lock, waiting up to [`LOCK_WAIT`]. A file that cannot be
-/// locked at all (no support) is written unlocked, as qmail does.
-async fn lock<F: FsFile>(file: &mut F) -> Result<bool, Verdict> {
-    let mut waited = Duration::ZERO;
+/// Opens the mbox (created 0600 if missing) and takes its kernel locks.
+/// A reader that rewrites an mbox may rename a new file over it while we
+/// wait for the lock: the lock then guards a file no longer named `path`,
+/// so it is opened again. Returns whether the file is locked.
+async fn open_locked<F: Fs>(
+    fs: &F,
+    path: &Path,
+    wait: &mut LockWait,
+) -> Result<(F::File, bool), Verdict> {
+    let shown = path.display();
+    let open_fail =
+        |e: io::Error| Verdict::temporary(format!("Unable to open {shown}: {e}. (#4.2.1)"));
     loop {
-        match file.try_lock_mailbox().await {
-            Ok(true) => return Ok(true),
-            Ok(false) if waited < LOCK_WAIT => {
-                tokio::time::sleep(LOCK_POLL).await;
-                waited += LOCK_POLL;
-            }
-            Ok(false) => {
-                return Err(Verdict::temporary(
-                    "File has been locked for 30 seconds straight. (#4.3.0)",
-                ));
-            }
-            Err(_) => return Ok(false),
+        let mut file = fs
+            .open(path, &OpenOptions::append().with_mode(0o600))
+            .await
+            .map_err(open_fail)?;
+        if !lock_file(&mut file, wait).await? {
+            return Ok((file, false));
         }
+        let ours = file.metadata().await.map_err(open_fail)?.ino;
+        match fs.metadata(path).await {
+            Ok(named) if named.ino == ours => return Ok((file, true)),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(open_fail(e)),
+        }
+        drop(file);
+        wait.pause().await?;
     }
 }
 

@@ -14,6 +14,7 @@ pub mod forward;
 pub mod helpers;
 pub mod maildir;
 pub mod mbox;
+pub mod mbox_lock;
 pub mod message;
 pub mod plan;
 pub mod program;

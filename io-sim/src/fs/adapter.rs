@@ -7,8 +7,8 @@ use std::path::Path;
 use qmail_core::env::{DirEntry, FileKind, Fs, FsFile, Metadata, OpenOptions};
 
 use super::model::{
-    Body, DataOp, EBADF, EEXIST, EINVAL, EIO, EISDIR, ENOENT, ENOSPC, ENOTDIR, ENOTEMPTY, Ino,
-    Inode, State, os_err,
+    Body, DataOp, EACCES, EBADF, EEXIST, EINVAL, EIO, EISDIR, ENOENT, ENOSPC, ENOTDIR, ENOTEMPTY,
+    Ino, Inode, State, os_err,
 };
 use super::{Guard, SimFs};
 use crate::clock::sim_now;
@@ -238,6 +238,9 @@ impl Fs for SimFs {
                     st.resize_file(ino, 0)?;
                 }
                 ino
+            }
+            None if st.no_creation.contains(&dir) && (opts.create || opts.create_new) => {
+                return Err(os_err(EACCES));
             }
             None if opts.create || opts.create_new => {
                 let ino = st.alloc(Inode {

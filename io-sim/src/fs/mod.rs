@@ -264,6 +264,16 @@ impl SimFs {
         Ok(())
     }
 
+    /// Makes creating a file in the directory `dir` fail with `EACCES`, as
+    /// it does for a process without write permission there (test setup;
+    /// permissions are not otherwise modelled). Existing files stay writable.
+    pub fn deny_creation_in(&self, dir: &Path) -> io::Result<()> {
+        let mut st = self.lock();
+        let ino = st.resolve(dir)?;
+        st.no_creation.insert(ino);
+        Ok(())
+    }
+
     /// Plants a file and makes it and its name durable at once (test setup).
     pub fn install_file(&self, path: &Path, content: &[u8], mode: u32) -> io::Result<()> {
         let mut st = self.lock();

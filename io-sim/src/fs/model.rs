@@ -17,6 +17,7 @@ use crate::trace::Trace;
 
 pub(super) const ENOENT: i32 = 2;
 pub(super) const EIO: i32 = 5;
+pub(super) const EACCES: i32 = 13;
 pub(super) const EBADF: i32 = 9;
 pub(super) const EEXIST: i32 = 17;
 pub(super) const ENOTDIR: i32 = 20;
@@ -159,6 +160,8 @@ pub(crate) struct State {
     pub(super) locks: BTreeSet<Ino>,
     /// Owners set by `SimFs::set_owner` (everything else belongs to uid 0).
     pub(super) owners: BTreeMap<Ino, u32>,
+    /// Directories in which no file may be created (`SimFs::deny_creation_in`).
+    pub(super) no_creation: BTreeSet<Ino>,
 }
 
 impl State {
@@ -184,6 +187,7 @@ impl State {
             trace: None,
             locks: BTreeSet::new(),
             owners: BTreeMap::new(),
+            no_creation: BTreeSet::new(),
         }
     }
 
