@@ -1,6 +1,7 @@
 //! One run: build the world for a seed, drive it through the fault
 //! timeline, heal, drain, and ask the oracle.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use qmail_core::env::PlantSet;
@@ -35,6 +36,8 @@ const NUDGE_MS: u64 = 60_000;
 /// The primary MX host of `remote.example` (preference 10; `mx2` is the
 /// backup at 20).
 const PRIMARY_MX: &str = "mx1";
+/// The hosts of the world beyond the MTA and its clients (see [`internet`]).
+const INTERNET: [&str; 5] = ["dns", "mx1", "mx2", "mx-defer", "mx-reject"];
 /// The network's latency outside latency faults.
 const BASE_LATENCY: Duration = Duration::from_millis(30);
 
@@ -139,6 +142,11 @@ struct World {
     dns: DnsServer,
     /// The primary MX is cut off, held (true) or partitioned (false).
     mx_down: Option<bool>,
+    /// Clients partitioned from the MTA by a fault, to be cut off again
+    /// after a crash has cut and restored every link of the MTA.
+    partitioned: BTreeSet<usize>,
+    /// The network's message loss rate (`Event::Loss`).
+    loss: f64,
     tracker: Tracker,
     /// Failed syncs may drop their data (`Faults::fsyncgate`).
     fsyncgate: bool,
@@ -168,9 +176,12 @@ impl World {
             "crash #{} keep={keep_probability} torn={torn}",
             self.crashes
         ));
+        let clients: Vec<String> = (0..self.clients).map(|c| format!("client{c}")).collect();
+        let peers: Vec<&str> = clients.iter().map(String::as_str).chain(INTERNET).collect();
         crash_host(
             &mut self.sim,
             "mta",
+            &peers,
             &self.fs,
             crash_seed,
             CrashOptions {
@@ -178,6 +189,19 @@ impl World {
                 torn_block: torn.then_some(512),
             },
         );
+        // The network as it was, less what was in flight to and from the MTA.
+        for peer in &peers {
+            self.sim.repair("mta", *peer);
+        }
+        for c in &self.partitioned {
+            self.sim.partition(format!("client{c}"), "mta");
+        }
+        match self.mx_down {
+            Some(true) => self.sim.hold("mta", PRIMARY_MX),
+            Some(false) => self.sim.partition("mta", PRIMARY_MX),
+            None => {}
+        }
+        self.sim.set_fail_rate(self.loss);
         self.fs.resume();
         *self
             .handle
@@ -231,12 +255,22 @@ impl World {
                 let client = format!("client{c}");
                 self.tracker.partition(&client);
                 self.sim.partition(client, "mta");
+                self.partitioned.insert(c);
             }
-            Event::Repair(c) => self.sim.repair(format!("client{c}"), "mta"),
+            Event::Repair(c) => {
+                self.sim.repair(format!("client{c}"), "mta");
+                self.partitioned.remove(&c);
+            }
             Event::Latency(ms) => self.sim.set_max_message_latency(Duration::from_millis(ms)),
             Event::LatencyOff => self.sim.set_max_message_latency(BASE_LATENCY),
-            Event::Loss(p) => self.sim.set_fail_rate(p),
-            Event::LossOff => self.sim.set_fail_rate(0.0),
+            Event::Loss(p) => {
+                self.loss = p;
+                self.sim.set_fail_rate(p);
+            }
+            Event::LossOff => {
+                self.loss = 0.0;
+                self.sim.set_fail_rate(0.0);
+            }
             Event::DiskFull(room) => {
                 self.fs_faults.capacity = Some(self.fs.used_bytes() + room);
                 self.fs.set_faults(self.fs_faults.clone());
@@ -278,7 +312,9 @@ impl World {
                 for c in 0..self.clients {
                     self.sim.repair(format!("client{c}"), "mta");
                 }
+                self.partitioned.clear();
                 self.sim.set_max_message_latency(BASE_LATENCY);
+                self.loss = 0.0;
                 self.sim.set_fail_rate(0.0);
                 if self.restart_at.is_some() {
                     self.restart();
@@ -468,6 +504,8 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         fs_faults,
         dns,
         mx_down: None,
+        partitioned: BTreeSet::new(),
+        loss: 0.0,
         tracker: tracker.clone(),
         fsyncgate: faults.fsyncgate,
     };
