@@ -25,14 +25,19 @@ use crate::{HOME, mix, remote, traffic};
 
 /// One step of simulated time. Each step ticks every host's runtime and the
 /// network's, whatever happens, so the step count is most of a seed's cost.
-/// A coarser step (50 ms) ran twice as fast but broke replay: the same seed
-/// run twice in a row on one thread gave two traces
-/// (`tests/sim_determinism.rs`), so the step stays at 20 ms.
-pub const TICK: Duration = Duration::from_millis(20);
+/// Timers inside a host fire at their own time within a step (tokio's paused
+/// clock jumps from one to the next); what the step sets is when messages
+/// between hosts are delivered and when the driver's events (crashes,
+/// partitions) fall: at step boundaries. 100 ms costs a third of 20 ms and
+/// reaches every coverage state as often (docs/simulation.md, Speed).
+pub const TICK: Duration = Duration::from_millis(100);
 /// How long the queue may take to drain once faults stop.
 pub const DRAIN_LIMIT_MS: u64 = 3600 * 1000;
-/// How often the drain nudges the scheduler (qmail's SIGALRM).
-const NUDGE_MS: u64 = 60_000;
+/// How often the drain nudges the scheduler (qmail's SIGALRM): often enough
+/// that a seed ends soon after its last deferral window closes.
+const NUDGE_MS: u64 = 10_000;
+/// How often the drain looks whether the queue is empty.
+const DRAIN_CHECK_MS: u64 = 500;
 /// The primary MX host of `remote.example` (preference 10; `mx2` is the
 /// backup at 20).
 const PRIMARY_MX: &str = "mx1";
@@ -524,6 +529,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     let mut next_nudge = FAULT_END_MS + NUDGE_MS;
     let limit = FAULT_END_MS + DRAIN_LIMIT_MS;
     let mut steps: u64 = 0;
+    let drain_check_steps = (DRAIN_CHECK_MS / TICK.as_millis() as u64).max(1);
     loop {
         let now = now_ms(&w.sim);
         if now >= limit {
@@ -538,7 +544,10 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
                 next_nudge = now + NUDGE_MS;
                 w.handle.command(Command::RetryNow);
             }
-            if clients_done && steps.is_multiple_of(25) && queue_empty(&check_queue, &check_rt) {
+            if clients_done
+                && steps.is_multiple_of(drain_check_steps)
+                && queue_empty(&check_queue, &check_rt)
+            {
                 drained = true;
                 break;
             }
