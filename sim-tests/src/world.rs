@@ -38,6 +38,10 @@ pub const DRAIN_LIMIT_MS: u64 = 3600 * 1000;
 const NUDGE_MS: u64 = 10_000;
 /// How often the drain looks whether the queue is empty.
 const DRAIN_CHECK_MS: u64 = 500;
+/// Debug builds check the simulated filesystem's bookkeeping after every
+/// this many changes (and once more at the end of the run): after each, the
+/// check was most of a seed's cost in the test profile.
+const FS_CHECK_EVERY: u64 = 64;
 /// The primary MX host of `remote.example` (preference 10; `mx2` is the
 /// backup at 20).
 const PRIMARY_MX: &str = "mx1";
@@ -471,6 +475,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     );
 
     let fs = SimFs::new(mix(seed, 0xf5));
+    fs.check_bookkeeping_every(FS_CHECK_EVERY);
     fs.set_journal(if faults.journal {
         Journal::On
     } else {
@@ -586,6 +591,9 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         }
     };
     violations.extend(verdict.violations);
+    if let Err(slip) = fs.check_bookkeeping() {
+        violations.push(format!("simulated filesystem bookkeeping: {slip}"));
+    }
     LOG_TRACE.with(|t| *t.borrow_mut() = None);
     RunReport {
         seed,

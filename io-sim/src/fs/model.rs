@@ -159,6 +159,11 @@ pub(crate) struct State {
     pub(super) locks: BTreeSet<Ino>,
     /// Owners set by `SimFs::set_owner` (everything else belongs to uid 0).
     pub(super) owners: BTreeMap<Ino, u32>,
+    /// Debug builds check the bookkeeping after every `check_every`-th
+    /// change (see `SimFs::check_bookkeeping_every`).
+    pub(super) check_every: u64,
+    /// Changes since the bookkeeping was last checked.
+    pub(super) unchecked: u64,
 }
 
 impl State {
@@ -184,6 +189,8 @@ impl State {
             trace: None,
             locks: BTreeSet::new(),
             owners: BTreeMap::new(),
+            check_every: 1,
+            unchecked: 0,
         }
     }
 
