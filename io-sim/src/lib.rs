@@ -134,13 +134,29 @@ pub fn sim_builder(seed: u64) -> turmoil::Builder {
 /// Crashes a simulated host: turmoil stops its software and its filesystem
 /// loses what was not durable (as `crash_seed` decides). Restart it with
 /// `sim.bounce(host)`; the host's closure gets the same [`SimFs`] back.
+///
+/// A host that loses power sends nothing more, so the host's links to every
+/// one of `peers` are cut (both ways, what was in flight on them is lost)
+/// while its software is dropped, and the network's random loss is off
+/// meanwhile: the FIN or RST each dying socket would send goes nowhere and
+/// draws nothing from the network's random source. This is also what keeps a
+/// seed replayable: tokio drops a runtime's tasks in an order set by its
+/// process-wide task counter, which depends on what ran before on any thread,
+/// so anything a dying socket sent would reach the network in that order.
+/// The links stay cut and the loss rate at zero: the caller restores the
+/// ones it wants (`sim.repair`, `sim.set_fail_rate`).
 pub fn crash_host(
     sim: &mut turmoil::Sim<'_>,
     host: &str,
+    peers: &[&str],
     fs: &SimFs,
     crash_seed: u64,
     opts: CrashOptions,
 ) {
+    sim.set_fail_rate(0.0);
+    for peer in peers {
+        sim.partition(host, *peer);
+    }
     sim.crash(host);
     fs.crash(crash_seed, opts);
 }

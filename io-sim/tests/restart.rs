@@ -56,9 +56,11 @@ fn filesystem_and_clock_survive_a_host_restart() {
     for _ in 0..100 {
         sim.step().unwrap();
     }
+    // No peers: the host talks to no one.
     crash_host(
         &mut sim,
         "mta",
+        &[],
         &fs,
         5,
         CrashOptions {

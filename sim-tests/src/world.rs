@@ -1,6 +1,7 @@
 //! One run: build the world for a seed, drive it through the fault
 //! timeline, heal, drain, and ask the oracle.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use qmail_core::env::PlantSet;
@@ -24,17 +25,28 @@ use crate::{HOME, mix, remote, traffic};
 
 /// One step of simulated time. Each step ticks every host's runtime and the
 /// network's, whatever happens, so the step count is most of a seed's cost.
-/// A coarser step (50 ms) ran twice as fast but broke replay: the same seed
-/// run twice in a row on one thread gave two traces
-/// (`tests/sim_determinism.rs`), so the step stays at 20 ms.
-pub const TICK: Duration = Duration::from_millis(20);
+/// Timers inside a host fire at their own time within a step (tokio's paused
+/// clock jumps from one to the next); what the step sets is when messages
+/// between hosts are delivered and when the driver's events (crashes,
+/// partitions) fall: at step boundaries. 100 ms costs a third of 20 ms and
+/// reaches every coverage state as often (docs/simulation.md, Speed).
+pub const TICK: Duration = Duration::from_millis(100);
 /// How long the queue may take to drain once faults stop.
 pub const DRAIN_LIMIT_MS: u64 = 3600 * 1000;
-/// How often the drain nudges the scheduler (qmail's SIGALRM).
-const NUDGE_MS: u64 = 60_000;
+/// How often the drain nudges the scheduler (qmail's SIGALRM): often enough
+/// that a seed ends soon after its last deferral window closes.
+const NUDGE_MS: u64 = 10_000;
+/// How often the drain looks whether the queue is empty.
+const DRAIN_CHECK_MS: u64 = 500;
+/// Debug builds check the simulated filesystem's bookkeeping after every
+/// this many changes (and once more at the end of the run): after each, the
+/// check was most of a seed's cost in the test profile.
+const FS_CHECK_EVERY: u64 = 64;
 /// The primary MX host of `remote.example` (preference 10; `mx2` is the
 /// backup at 20).
 const PRIMARY_MX: &str = "mx1";
+/// The hosts of the world beyond the MTA and its clients (see [`internet`]).
+const INTERNET: [&str; 5] = ["dns", "mx1", "mx2", "mx-defer", "mx-reject"];
 /// The network's latency outside latency faults.
 const BASE_LATENCY: Duration = Duration::from_millis(30);
 
@@ -139,6 +151,11 @@ struct World {
     dns: DnsServer,
     /// The primary MX is cut off, held (true) or partitioned (false).
     mx_down: Option<bool>,
+    /// Clients partitioned from the MTA by a fault, to be cut off again
+    /// after a crash has cut and restored every link of the MTA.
+    partitioned: BTreeSet<usize>,
+    /// The network's message loss rate (`Event::Loss`).
+    loss: f64,
     tracker: Tracker,
     /// Failed syncs may drop their data (`Faults::fsyncgate`).
     fsyncgate: bool,
@@ -168,9 +185,12 @@ impl World {
             "crash #{} keep={keep_probability} torn={torn}",
             self.crashes
         ));
+        let clients: Vec<String> = (0..self.clients).map(|c| format!("client{c}")).collect();
+        let peers: Vec<&str> = clients.iter().map(String::as_str).chain(INTERNET).collect();
         crash_host(
             &mut self.sim,
             "mta",
+            &peers,
             &self.fs,
             crash_seed,
             CrashOptions {
@@ -178,6 +198,19 @@ impl World {
                 torn_block: torn.then_some(512),
             },
         );
+        // The network as it was, less what was in flight to and from the MTA.
+        for peer in &peers {
+            self.sim.repair("mta", *peer);
+        }
+        for c in &self.partitioned {
+            self.sim.partition(format!("client{c}"), "mta");
+        }
+        match self.mx_down {
+            Some(true) => self.sim.hold("mta", PRIMARY_MX),
+            Some(false) => self.sim.partition("mta", PRIMARY_MX),
+            None => {}
+        }
+        self.sim.set_fail_rate(self.loss);
         self.fs.resume();
         *self
             .handle
@@ -231,12 +264,22 @@ impl World {
                 let client = format!("client{c}");
                 self.tracker.partition(&client);
                 self.sim.partition(client, "mta");
+                self.partitioned.insert(c);
             }
-            Event::Repair(c) => self.sim.repair(format!("client{c}"), "mta"),
+            Event::Repair(c) => {
+                self.sim.repair(format!("client{c}"), "mta");
+                self.partitioned.remove(&c);
+            }
             Event::Latency(ms) => self.sim.set_max_message_latency(Duration::from_millis(ms)),
             Event::LatencyOff => self.sim.set_max_message_latency(BASE_LATENCY),
-            Event::Loss(p) => self.sim.set_fail_rate(p),
-            Event::LossOff => self.sim.set_fail_rate(0.0),
+            Event::Loss(p) => {
+                self.loss = p;
+                self.sim.set_fail_rate(p);
+            }
+            Event::LossOff => {
+                self.loss = 0.0;
+                self.sim.set_fail_rate(0.0);
+            }
             Event::DiskFull(room) => {
                 self.fs_faults.capacity = Some(self.fs.used_bytes() + room);
                 self.fs.set_faults(self.fs_faults.clone());
@@ -278,7 +321,9 @@ impl World {
                 for c in 0..self.clients {
                     self.sim.repair(format!("client{c}"), "mta");
                 }
+                self.partitioned.clear();
                 self.sim.set_max_message_latency(BASE_LATENCY);
+                self.loss = 0.0;
                 self.sim.set_fail_rate(0.0);
                 if self.restart_at.is_some() {
                     self.restart();
@@ -430,6 +475,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     );
 
     let fs = SimFs::new(mix(seed, 0xf5));
+    fs.check_bookkeeping_every(FS_CHECK_EVERY);
     fs.set_journal(if faults.journal {
         Journal::On
     } else {
@@ -468,6 +514,8 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         fs_faults,
         dns,
         mx_down: None,
+        partitioned: BTreeSet::new(),
+        loss: 0.0,
         tracker: tracker.clone(),
         fsyncgate: faults.fsyncgate,
     };
@@ -486,6 +534,7 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
     let mut next_nudge = FAULT_END_MS + NUDGE_MS;
     let limit = FAULT_END_MS + DRAIN_LIMIT_MS;
     let mut steps: u64 = 0;
+    let drain_check_steps = (DRAIN_CHECK_MS / TICK.as_millis() as u64).max(1);
     loop {
         let now = now_ms(&w.sim);
         if now >= limit {
@@ -500,7 +549,10 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
                 next_nudge = now + NUDGE_MS;
                 w.handle.command(Command::RetryNow);
             }
-            if clients_done && steps.is_multiple_of(25) && queue_empty(&check_queue, &check_rt) {
+            if clients_done
+                && steps.is_multiple_of(drain_check_steps)
+                && queue_empty(&check_queue, &check_rt)
+            {
                 drained = true;
                 break;
             }
@@ -539,6 +591,9 @@ pub fn run(seed: u64, opts: &RunOptions) -> RunReport {
         }
     };
     violations.extend(verdict.violations);
+    if let Err(slip) = fs.check_bookkeeping() {
+        violations.push(format!("simulated filesystem bookkeeping: {slip}"));
+    }
     LOG_TRACE.with(|t| *t.borrow_mut() = None);
     RunReport {
         seed,

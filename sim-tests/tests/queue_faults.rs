@@ -254,3 +254,58 @@ fn a_retried_write_down_makes_the_todo_removal_durable() {
         assert_eq!(q.list_active().await.unwrap(), vec![id]);
     });
 }
+
+/// A write-down retried after its message reached `mess/`, whose rewrite of
+/// a state file then fails (here: the disk stops after the rewrite's first
+/// operation), and a crash that keeps everything issued: the message keeps
+/// its recipients. Rewriting the state file in place lost them (found by
+/// the sweep, seeds 8607 and 11813 at a 100 ms step): the truncation
+/// outlived the failed write, and recovery took the message in `mess/`
+/// with an empty state file for a finished one.
+#[test]
+fn a_failed_rewrite_of_a_state_file_loses_no_recipient() {
+    let route = |a: &str| (qmail_core::queue::Channel::Local, a.to_string());
+    let (fs, q, rt) = setup();
+    let ops = rt.block_on(async {
+        inject(&q, 10).await.unwrap();
+        let id = q.list_todo().await.unwrap()[0];
+        let state = q.take_in(id, route).await.unwrap();
+        let before = fs.stats().mutations;
+        q.persist(&state).await.unwrap();
+        fs.stats().mutations - before
+    });
+    let (fs, q, rt) = setup();
+    rt.block_on(async {
+        inject(&q, 10).await.unwrap();
+        let id = q.list_todo().await.unwrap()[0];
+        let state = q.take_in(id, route).await.unwrap();
+        // The first attempt gets as far as the unlink from todo/.
+        fs.halt_after(ops - 1);
+        assert!(q.persist(&state).await.is_err());
+        fs.resume();
+        // The retry stops after its first operation.
+        fs.halt_after(1);
+        assert!(q.persist(&state).await.is_err());
+        fs.resume();
+        fs.crash(
+            5,
+            qmail_io_sim::CrashOptions {
+                keep_probability: 1.0,
+                torn_block: None,
+            },
+        );
+        q.recover().await.unwrap();
+        let st = if q.list_todo().await.unwrap().contains(&id) {
+            q.take_in(id, route).await.unwrap()
+        } else {
+            assert_eq!(q.list_active().await.unwrap(), vec![id], "message lost");
+            q.load(id).await.unwrap()
+        };
+        let rcpts: Vec<(&str, bool)> = st
+            .local
+            .iter()
+            .map(|r| (r.address.as_str(), r.done))
+            .collect();
+        assert_eq!(rcpts, [("c@d", false)], "the recipient is gone");
+    });
+}

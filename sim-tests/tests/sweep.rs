@@ -9,7 +9,7 @@ use qmail_sim_tests::sweep::sweep;
 use qmail_sim_tests::{Coverage, RunOptions, RunReport};
 
 /// Seeds in CI's sweep.
-const SEEDS: u64 = 600;
+const SEEDS: u64 = 3000;
 
 /// `SIM_SWEEP_SEEDS` shortens the sweep (mutation testing runs it once per
 /// mutant); every assertion still holds at that size.

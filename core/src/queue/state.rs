@@ -96,13 +96,31 @@ async fn read_exact<T: FsFile>(f: &mut T, buf: &mut [u8]) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes a whole file and syncs it (its directory is the caller's business).
+/// Writes a whole file and syncs it (its directory is the caller's
+/// business), never in place: the bytes go to `NAME.new`, are synced, and
+/// the name is renamed over `path`. A state file rewritten in place could be
+/// cut short by the truncation, and a crash after a failed write would then
+/// leave a message in `mess/` whose recipients are gone, which reads as a
+/// finished message. So `path` always holds either its old or its new
+/// contents, both durable; a `.new` left by a crash is an orphan to
+/// recovery (its name is not an id).
 async fn write_synced<F: Fs>(fs: &F, path: &Path, data: &[u8]) -> io::Result<()> {
-    let mut f = fs
-        .open(path, &OpenOptions::create_truncate().with_mode(0o600))
-        .await?;
-    f.write_all(data).await?;
-    f.sync_all().await
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".new");
+    let tmp = PathBuf::from(tmp);
+    let written = async {
+        let mut f = fs
+            .open(&tmp, &OpenOptions::create_truncate().with_mode(0o600))
+            .await?;
+        f.write_all(data).await?;
+        f.sync_all().await?;
+        fs.rename(&tmp, path).await
+    }
+    .await;
+    if written.is_err() {
+        let _ = fs.remove_file(&tmp).await;
+    }
+    written
 }
 
 /// Removes a file if it is there; says whether it was.

@@ -162,6 +162,11 @@ pub(crate) struct State {
     pub(super) owners: BTreeMap<Ino, u32>,
     /// Directories in which no file may be created (`SimFs::deny_creation_in`).
     pub(super) no_creation: BTreeSet<Ino>,
+    /// Debug builds check the bookkeeping after every `check_every`-th
+    /// change (see `SimFs::check_bookkeeping_every`).
+    pub(super) check_every: u64,
+    /// Changes since the bookkeeping was last checked.
+    pub(super) unchecked: u64,
 }
 
 impl State {
@@ -188,6 +193,8 @@ impl State {
             locks: BTreeSet::new(),
             owners: BTreeMap::new(),
             no_creation: BTreeSet::new(),
+            check_every: 1,
+            unchecked: 0,
         }
     }
 
