@@ -477,12 +477,24 @@ impl<E: Env> Queue<E> {
     /// crash brings it back to be delivered again; it needs no sync of its
     /// own, though: the next injection's group sync of `todo/` covers it,
     /// and if none comes within [`REMOVAL_PATIENCE`] a background task syncs
-    /// `todo/` (one sync for every removal of that while).
-    pub async fn remove(&self, id: MsgId, fresh: bool) -> Result<(), QueueError> {
+    /// `todo/` (one sync for every removal of that while). A fresh message
+    /// whose write-down failed part-way (`half_written`) may also have
+    /// state files and a `mess/` name: those go too, after the `todo/`
+    /// name (whichever a crash keeps, the message is delivered again or
+    /// found finished, never lost).
+    pub async fn remove(
+        &self,
+        id: MsgId,
+        fresh: bool,
+        half_written: bool,
+    ) -> Result<(), QueueError> {
         if !fresh {
             return self.remove_files(id).await;
         }
         remove_if_exists(self.env.fs(), &self.layout.todo(id)).await?;
+        if half_written {
+            self.remove_files(id).await?;
+        }
         let queue = self.clone();
         tokio::spawn(async move {
             let fs = queue.env.fs();

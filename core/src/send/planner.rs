@@ -211,6 +211,9 @@ pub enum Action {
     Remove {
         id: MsgId,
         fresh: bool,
+        /// A fresh message's write-down was tried and failed: it may have
+        /// state files and a name in `mess/` besides its `todo/` name.
+        half_written: bool,
     },
     /// Write a fresh message's state down (state files, then the move into
     /// `mess/`); report [`Event::Persisted`].
@@ -246,6 +249,9 @@ struct Message {
     /// When a failed bounce or removal is tried again (mirrors
     /// [`Planner::io_retry`]).
     io_retry: Option<Secs>,
+    /// A write-down of this fresh message was started: until one succeeds,
+    /// the message may have state files and a `mess/` name as well.
+    half_written: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +272,7 @@ impl Message {
             pass_start: PerChannel::default(),
             io: None,
             io_retry: None,
+            half_written: false,
         }
     }
 
@@ -790,8 +797,12 @@ impl Planner {
         // bounce are durable, so it needs no second look at the disk.
         if m.state.finished() || self.policy.remove_pending {
             m.io = Some(Io::Remove);
-            let fresh = m.state.fresh;
-            self.actions.push_back(Action::Remove { id, fresh });
+            let (fresh, half_written) = (m.state.fresh, m.half_written);
+            self.actions.push_back(Action::Remove {
+                id,
+                fresh,
+                half_written,
+            });
             return;
         }
         let persist = m.state.fresh
@@ -802,6 +813,7 @@ impl Planner {
             };
         if persist {
             m.io = Some(Io::Persist);
+            m.half_written = true;
             let state = m.state.clone();
             self.actions.push_back(Action::Persist { state });
         }

@@ -175,10 +175,17 @@ impl<E: Env, L: Deliver, R: Deliver> Scheduler<E, L, R> {
                     let _ = tx.send(Report::Event(Event::Bounced { id, result }));
                 });
             }
-            Action::Remove { id, fresh } => {
+            Action::Remove {
+                id,
+                fresh,
+                half_written,
+            } => {
                 let (queue, tx) = (self.queue.clone(), self.tx.clone());
                 tokio::spawn(async move {
-                    let result = queue.remove(id, fresh).await.map_err(|e| e.to_string());
+                    let result = queue
+                        .remove(id, fresh, half_written)
+                        .await
+                        .map_err(|e| e.to_string());
                     let _ = tx.send(Report::Event(Event::Removed { id, result }));
                 });
             }

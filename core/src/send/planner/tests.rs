@@ -134,7 +134,7 @@ fn a_fresh_message_delivered_at_once_is_removed_without_being_written_down() {
     let mut removes = Vec::new();
     while let Some(action) = p.poll_action() {
         match action {
-            Action::Remove { id, fresh } => removes.push((id, fresh)),
+            Action::Remove { id, fresh, .. } => removes.push((id, fresh)),
             Action::Persist { .. } => panic!("a finished message written down"),
             _ => {}
         }
@@ -475,6 +475,8 @@ struct Harness {
     jobs: Vec<StartJob>,
     io: Vec<Action>,
     removed: BTreeSet<MsgId>,
+    /// Messages whose write-down was asked for (and maybe failed).
+    write_downs: BTreeSet<MsgId>,
     next_id: u64,
 }
 
@@ -491,6 +493,7 @@ impl Harness {
             jobs: Vec::new(),
             io: Vec::new(),
             removed: BTreeSet::new(),
+            write_downs: BTreeSet::new(),
             next_id: 1,
         }
     }
@@ -655,6 +658,7 @@ impl Harness {
             }
             Action::Persist { state } => {
                 let id = state.id;
+                self.write_downs.insert(id);
                 assert!(state.fresh, "msg {id} written down twice");
                 assert!(
                     !self.jobs.iter().any(|j| j.id == id),
@@ -678,7 +682,18 @@ impl Harness {
                 };
                 self.event(Event::Persisted { id, result });
             }
-            Action::Remove { id, .. } => {
+            Action::Remove {
+                id,
+                fresh,
+                half_written,
+            } => {
+                if fresh {
+                    assert_eq!(
+                        half_written,
+                        self.write_downs.contains(&id),
+                        "msg {id}: a failed write-down's other names left behind"
+                    );
+                }
                 assert!(
                     self.rcpts
                         .iter()
