@@ -509,30 +509,19 @@ impl<E: Env> Inner<E> {
         let mut recipients = Vec::new();
         let dtline = vars.dtline();
         for step in steps {
+            let is_mailbox = matches!(step, Step::Mailbox(_));
             match step {
                 Step::Refuse(v) => return Err(v.after(&report)),
                 Step::Forward(addr) => {
                     forwards += 1;
                     recipients.push(addr);
                 }
-                Step::Maildir { dir, .. } => {
+                Step::Maildir { dir, .. } | Step::Mailbox(dir) => {
                     files += 1;
-                    let prefix = format!("{}{dtline}", vars.rpline());
-                    let mut src = self.reader(&job.message).await?;
-                    deliver_maildir(
-                        env,
-                        &self.counter,
-                        &self.new_syncs,
-                        &dir,
-                        prefix.as_bytes(),
-                        &mut src,
-                    )
-                    .await
-                    .map_err(|v| v.after(&report))?;
-                }
-                Step::Mailbox(dir) => {
-                    files += 1;
-                    self.make_mailbox(&dir).await?;
+                    if is_mailbox {
+                        // The embedded mode's own mailbox: made on first use.
+                        self.make_mailbox(&dir).await?;
+                    }
                     let prefix = format!("{}{dtline}", vars.rpline());
                     let mut src = self.reader(&job.message).await?;
                     deliver_maildir(
