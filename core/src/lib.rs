@@ -17,6 +17,7 @@ pub mod inject;
 pub mod local;
 pub mod logsafe;
 pub mod mta;
+pub mod pop3;
 pub mod queue;
 pub mod remote;
 pub mod send;
